@@ -1,0 +1,114 @@
+"""chatapp: a real-time chat backend (Flask + Flask-SocketIO + MongoDB)."""
+import atexit
+import logging
+
+from flask import Flask, request
+
+from config import Config, get_config
+
+__all__ = ["create_app"]
+
+
+def create_app(config=None, **overrides):
+    """Build the app. `config`: a config class or its name (default from CHATAPP_ENV)."""
+    config_class = get_config(config) if config is None or isinstance(config, str) else config
+    config_class.validate()
+    app = Flask(__name__)
+    app.config.from_object(config_class)
+    app.config.update(overrides)
+    app.json.sort_keys = False
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_request_checks(app)
+    register_socket_handlers(app)
+    register_startup(app)
+    return app
+
+
+def configure_logging(app):
+    level = getattr(logging, app.config["LOG_LEVEL"], logging.INFO)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("chatapp").setLevel(level)
+    if getattr(app.config, "GENERATED_SECRET", False) or app.config.get("GENERATED_SECRET"):
+        logging.getLogger("chatapp").warning(
+            "secretKey is not set: generated a random secret for this run "
+            "(tokens stop working on restart). Set secretKey in .env to keep them."
+        )
+
+
+def register_extensions(app):
+    from chatapp.extensions import api, jwt, mongo, socketio
+
+    mongo.init_app(app)
+    jwt.init_app(app)
+    api.init_app(app, spec_kwargs={"components": {"securitySchemes": {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}}})
+    origins = app.config["CORS_ORIGINS"] or None  # None: same origin only (python-engineio)
+    socketio.init_app(
+        app,
+        async_mode=app.config["ASYNC_MODE"],
+        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
+        cors_allowed_origins=origins,
+        max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+def register_blueprints(app):
+    from chatapp.chat.routes import blp as chat_blp
+    from chatapp.extensions import api
+    from chatapp.health import blp as health_blp
+    from chatapp.users.routes import blp as user_blp
+
+    api.register_blueprint(user_blp)
+    api.register_blueprint(chat_blp)
+    api.register_blueprint(health_blp)
+
+
+def register_error_handlers(app):
+    from chatapp import errors
+
+    errors.register_error_handlers(app)
+
+
+def register_request_checks(app):
+    from chatapp.errors import InvalidJson, UnsupportedMediaType
+
+    @app.before_request
+    def require_json_body():
+        """A body must be a JSON object: 415 for another media type, 400 when unparseable."""
+        if request.method not in ("POST", "PUT", "PATCH", "DELETE"):
+            return
+        if not request.content_length and "chunked" not in request.headers.get(
+            "Transfer-Encoding", ""
+        ).lower():
+            return
+        if not request.is_json:
+            raise UnsupportedMediaType()
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise InvalidJson()
+
+
+def register_socket_handlers(app):
+    # Handlers are registered on the unbound SocketIO at import (chatapp.chat.events).
+    import chatapp.chat.events  # noqa: F401
+
+
+def register_startup(app):
+    from chatapp.extensions import mongo
+    from chatapp.startup import ensure_indexes
+
+    with app.app_context():
+        try:
+            ensure_indexes()
+        except Exception:  # noqa: BLE001 - a database down at start-up must not stop the process
+            logging.getLogger("chatapp").exception(
+                "could not create indexes at start-up (database unreachable?); "
+                "they will be created on the next start"
+            )
+    atexit.register(mongo.close)

@@ -1,0 +1,157 @@
+"""Socket.IO handlers: thin adapters over the chat service, authenticated once at connect.
+
+Every event answers through the acknowledgement when the client asks for one:
+`{"ok": true, ...}` or `{"ok": false, "error": {"code", "message"}}`.
+"""
+import json
+import logging
+import time
+from functools import wraps
+
+from bson import ObjectId
+from flask import current_app, request
+from flask_socketio import ConnectionRefusedError, join_room
+
+from chatapp.chat import presence, service
+from chatapp.chat.schemas import DeliveredSchema, SendMessageSchema, SocketReadSchema, TypingSchema
+from chatapp.errors import Forbidden, TokenExpired, Unauthorized, ValidationError, as_api_error
+from chatapp.extensions import socketio
+from chatapp.schemas import load
+from chatapp.security import bearer_token
+from chatapp.users.service import authenticate
+
+log = logging.getLogger(__name__)
+send_schema, typing_schema = SendMessageSchema(), TypingSchema()
+read_schema, delivered_schema = SocketReadSchema(), DeliveredSchema()
+# The socket's identity, set once at connect: Flask-SocketIO keeps one environ per connection.
+SESSION_KEY = "chatapp.socket"
+
+
+def handshake_token(auth):
+    """The token from `auth.token`, header `access_token`, `Authorization: Bearer`, or `?token=`."""
+    if isinstance(auth, dict) and isinstance(auth.get("token"), str):
+        return auth["token"]
+    return (request.headers.get("access_token")
+            or bearer_token(request.headers.get("Authorization"))
+            or request.args.get("token"))
+
+
+@socketio.on("connect")
+def on_connect(auth=None):
+    """Anyone with a valid access token: joins their user's room."""
+    try:
+        claims = authenticate(handshake_token(auth), "access")
+        user_id = ObjectId(claims["sub"])
+        request.environ[SESSION_KEY] = {"user_id": user_id, "exp": claims["exp"]}
+        join_room(str(user_id))
+        presence.socket_connected(user_id, request.sid, claims)
+    except Exception as exc:  # noqa: BLE001 - bad token or database down: refuse, never crash
+        error = as_api_error(exc)
+        raise ConnectionRefusedError(error.code, {"code": error.code}) from None
+
+
+@socketio.on("disconnect")
+def on_disconnect(reason=None):
+    """Forget the socket; may turn the user offline."""
+    session = request.environ.get(SESSION_KEY)
+    if session:
+        presence.socket_disconnected(session["user_id"], request.sid)
+
+
+def socket_event(handler):
+    """Give the handler the caller's id; refuse expired tokens; turn errors into error acks."""
+
+    @wraps(handler)
+    def wrapper(data=None, *extra):
+        session = request.environ.get(SESSION_KEY)
+        if session is None:
+            return error_ack(Unauthorized())
+        user_id = session["user_id"]
+        if session["exp"] <= time.time():
+            socketio.start_background_task(_disconnect_later, request.sid)
+            return error_ack(TokenExpired())
+        try:
+            return handler(user_id, data)
+        except Exception as exc:  # noqa: BLE001 - one bad event never hurts the connection
+            return error_ack(as_api_error(exc))
+
+    return wrapper
+
+
+def _disconnect_later(sid):
+    """Let the error ack leave before the socket is closed."""
+    socketio.sleep(0.05)
+    socketio.server.disconnect(sid)
+
+
+def error_ack(error):
+    return {"ok": False, **error.to_dict()}
+
+
+@socketio.on("join")
+@socket_event
+def on_join(user_id, data):
+    """Original API: join your own room (already joined at connect); anyone else's: forbidden."""
+    if not isinstance(data, str):
+        raise ValidationError("userId must be a string", details={"userId": ["Not a string."]})
+    if data != str(user_id):
+        raise Forbidden("you can only join your own room")
+    return {"ok": True}
+
+
+@socketio.on("chat message")
+@socket_event
+def on_chat_message(user_id, data):
+    """Token holder: send a message, as `POST /api/chat/send`; ack carries the Message."""
+    message, _ = service.send_message(user_id, load(send_schema, data), origin_sid=request.sid)
+    return {"ok": True, "message": message}
+
+
+@socketio.on("message")
+@socket_event
+def on_message_envelope(user_id, data):
+    """Original API: `'{"event": "join"|"chat message", "data": ...}'` as a JSON string."""
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise ValidationError("message must be a JSON string envelope") from None
+    if not isinstance(data, dict) or data.get("event") not in ENVELOPE_EVENTS:
+        raise ValidationError("envelope must be {event: 'join'|'chat message', data}",
+                              details={"event": ["Must be 'join' or 'chat message'."]})
+    return ENVELOPE_EVENTS[data["event"]].__wrapped__(user_id, data.get("data"))
+
+
+@socketio.on("typing")
+@socket_event
+def on_typing(user_id, data):
+    """Token holder: relay a typing state to the receiver (not stored; lapses after 5 s)."""
+    body = load(typing_schema, data)
+    presence.relay_typing(user_id, request.sid, body["receiver"], body["typing"],
+                          current_app.config["TYPING_TIMEOUT"])
+    return {"ok": True}
+
+
+@socketio.on("delivered")
+@socket_event
+def on_delivered(user_id, data):
+    """Receiver: confirm delivery of the peer's messages up to an id; relayed to the peer."""
+    body = load(delivered_schema, data)
+    return {"ok": True, "updated": service.mark_delivered(user_id, body["peer"], body["up_to"])}
+
+
+@socketio.on("read")
+@socket_event
+def on_read(user_id, data):
+    """Receiver: mark the peer's messages read, as the REST read call."""
+    body = load(read_schema, data)
+    return {"ok": True, "updated": service.mark_read(user_id, body["peer"], body.get("up_to"))}
+
+
+ENVELOPE_EVENTS = {"join": on_join, "chat message": on_chat_message}
+
+
+@socketio.on_error_default
+def on_socket_error(exc):
+    """Anything the handlers did not turn into an ack (should not happen): still an ack."""
+    return error_ack(as_api_error(exc))

@@ -1,0 +1,73 @@
+"""Live state that is never stored as messages: presence and typing.
+
+Presence lives in shared storage (one document per socket, `chatapp.users.store`),
+so every server process agrees on who is online.
+"""
+import itertools
+import os
+import socket
+import threading
+from datetime import datetime, timezone
+
+from chatapp import realtime
+from chatapp.chat import store
+from chatapp.extensions import socketio
+from chatapp.schemas import iso
+from chatapp.users import service as users
+from chatapp.users import store as user_store
+
+SERVER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+# Typing lapses are per process and per sending socket: a timer generation per key.
+_typing = {}
+_typing_lock = threading.Lock()
+_generations = itertools.count(1)
+
+
+def socket_connected(user_id, sid, claims):
+    """Record the socket; the user's first socket turns them online for their peers."""
+    user_store.add_socket(sid, user_id, SERVER_ID, claims["jti"], claims["sid"])
+    if user_store.count_sockets(user_id) == 1:
+        _announce(user_id, True, None)
+
+
+def socket_disconnected(user_id, sid):
+    """Forget the socket; the user's last one turns them offline and stamps last_seen."""
+    user_store.remove_socket(sid)
+    if user_store.count_sockets(user_id) == 0:
+        when = datetime.now(timezone.utc)
+        user_store.set_last_seen(user_id, when)
+        _announce(user_id, False, iso(when))
+
+
+def _announce(user_id, online, last_seen):
+    peers = store.peers_of(user_id)
+    if peers:
+        realtime.emit_to_users("presence", {"user": str(user_id), "online": online,
+                                            "last_seen": last_seen}, peers)
+
+
+def relay_typing(sender_id, sid, receiver_id, typing, timeout):
+    """Relay a typing state to the receiver; `typing: true` lapses after `timeout` seconds."""
+    if receiver_id != sender_id:
+        users.require_user(receiver_id)
+    key = (sid, receiver_id)
+    generation = next(_generations)
+    with _typing_lock:
+        if typing:
+            _typing[key] = generation
+        else:
+            _typing.pop(key, None)
+    realtime.emit_to_users("typing", {"sender": str(sender_id), "typing": typing}, [receiver_id],
+                           skip_sid=sid)
+    if typing:
+        socketio.start_background_task(_lapse, key, generation, sender_id, receiver_id, timeout)
+
+
+def _lapse(key, generation, sender_id, receiver_id, timeout):
+    socketio.sleep(timeout)
+    with _typing_lock:
+        if _typing.get(key) != generation:
+            return  # repeated, stopped or disconnected since
+        _typing.pop(key, None)
+    realtime.emit_to_users("typing", {"sender": str(sender_id), "typing": False}, [receiver_id])

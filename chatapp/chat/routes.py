@@ -1,0 +1,119 @@
+"""`/api/chat`: thin views over `chatapp.chat.service`."""
+from urllib.parse import urlencode
+
+from flask import g, request
+from flask_smorest import Blueprint
+
+from chatapp.auth import auth_required
+from chatapp.chat import service
+from chatapp.chat.schemas import (
+    ConversationSchema, EditMessageSchema, HistoryQuerySchema, MessageEnvelopeSchema,
+    MessageSchema, ReadSchema, SendMessageSchema, UpdatedSchema,
+)
+
+blp = Blueprint("chat", __name__, url_prefix="/api/chat", description="Messages")
+BEARER = [{"bearerAuth": []}]
+HISTORY_DOC = {"description": "Messages, newest first. `Link: <url>; rel=\"next\"` when more exist.",
+               "headers": {"Link": {"schema": {"type": "string"},
+                                    "description": "next page, when there is one"}}}
+
+
+@blp.route("/send", methods=["POST"])
+@auth_required
+@blp.arguments(SendMessageSchema)
+@blp.doc(security=BEARER)
+@blp.alt_response(201, schema=MessageEnvelopeSchema, description="Stored and delivered")
+@blp.alt_response(200, schema=MessageEnvelopeSchema, description="A retry: the first message")
+@blp.alt_response(401, response="Error")
+@blp.alt_response(403, response="Error", description="`sender` is not the token's user")
+@blp.alt_response(404, response="Error", description="unknown receiver")
+def send_message(body):
+    """Token holder: send a message as themself; delivered in real time to both sides."""
+    message, created = service.send_message(g.user_id, body)
+    return {"message": message}, 201 if created else 200
+
+
+def _history_response(messages, next_cursor):
+    headers = {}
+    if next_cursor:
+        args = {k: v for k, v in request.args.items() if k not in ("before", "after")}
+        args.update(next_cursor)
+        headers["Link"] = f'<{request.base_url}?{urlencode(args)}>; rel="next"'
+    return messages, 200, headers
+
+
+@blp.route("/messages/<id>", methods=["GET"])
+@auth_required
+@blp.arguments(HistoryQuerySchema, location="query")
+@blp.doc(security=BEARER)
+@blp.alt_response(200, schema=MessageSchema(many=True), **HISTORY_DOC)
+@blp.alt_response(401, response="Error")
+@blp.alt_response(403, response="Error", description="not your own id")
+@blp.alt_response(404, response="Error")
+def list_user_messages(query, id):  # noqa: A002 - one {id} path shared with PATCH/DELETE
+    """The user themself (`id` = their user id): their messages in every conversation."""
+    return _history_response(*service.user_history(
+        g.user_id, id, query["limit"], query.get("before"), query.get("after")))
+
+
+@blp.route("/messages/<sender_id>/<receiver_id>", methods=["GET"])
+@auth_required
+@blp.arguments(HistoryQuerySchema, location="query")
+@blp.doc(security=BEARER)
+@blp.alt_response(200, schema=MessageSchema(many=True), **HISTORY_DOC)
+@blp.alt_response(401, response="Error")
+@blp.alt_response(403, response="Error", description="you are neither of the two")
+@blp.alt_response(404, response="Error")
+def list_conversation_messages(query, sender_id, receiver_id):
+    """Either participant: the conversation's messages in `seq` order, newest first."""
+    return _history_response(*service.conversation_history(
+        g.user_id, sender_id, receiver_id, query["limit"], query.get("before"),
+        query.get("after")))
+
+
+@blp.route("/conversations", methods=["GET"])
+@auth_required
+@blp.doc(security=BEARER)
+@blp.alt_response(200, schema=ConversationSchema(many=True), description="Most recent first")
+@blp.alt_response(401, response="Error")
+def list_conversations():
+    """Token holder: one entry per peer with last message and unread count."""
+    return service.conversations(g.user_id)
+
+
+@blp.route("/conversations/<peer_id>/read", methods=["POST"])
+@auth_required
+@blp.arguments(ReadSchema)
+@blp.doc(security=BEARER)
+@blp.alt_response(200, schema=UpdatedSchema, description="How many messages were marked")
+@blp.alt_response(401, response="Error")
+@blp.alt_response(404, response="Error", description="unknown peer")
+def mark_conversation_read(body, peer_id):
+    """Token holder: mark the peer's messages to them read; the peer gets `read`."""
+    return {"updated": service.mark_read(g.user_id, peer_id, body.get("up_to"))}
+
+
+@blp.route("/messages/<id>", methods=["PATCH"])
+@auth_required
+@blp.arguments(EditMessageSchema)
+@blp.doc(security=BEARER)
+@blp.alt_response(200, schema=MessageEnvelopeSchema, description="The edited Message")
+@blp.alt_response(401, response="Error")
+@blp.alt_response(403, response="Error", description="not the sender")
+@blp.alt_response(404, response="Error")
+@blp.alt_response(409, response="Error", description="the message is deleted")
+def edit_message(body, id):  # noqa: A002
+    """The sender (`id` = message id): replace the content; both sides get `message updated`."""
+    return {"message": service.edit_message(g.user_id, id, body["content"])}
+
+
+@blp.route("/messages/<id>", methods=["DELETE"])
+@auth_required
+@blp.doc(security=BEARER)
+@blp.alt_response(200, schema=MessageEnvelopeSchema, description="The blanked Message")
+@blp.alt_response(401, response="Error")
+@blp.alt_response(403, response="Error", description="not the sender")
+@blp.alt_response(404, response="Error")
+def delete_message(id):  # noqa: A002
+    """The sender (`id` = message id): blank it (`deleted: true`); both sides are told."""
+    return {"message": service.delete_message(g.user_id, id)}

@@ -1,0 +1,74 @@
+"""Message request and response schemas, shared by REST (flask-smorest) and socket events."""
+from marshmallow import Schema, fields, validate
+
+from chatapp.schemas import InputSchema, ObjectIdField, Timestamp
+from chatapp.users.schemas import UserSchema
+
+
+class SendMessageSchema(InputSchema):
+    receiver = ObjectIdField(required=True, metadata={"example": "665f1b2c9d1e8a0012345678"})
+    content = fields.String(required=True, metadata={
+        "description": "1 to MAX_MESSAGE_LENGTH code points after trimming; stored as sent",
+        "example": "hello"})
+    client_id = fields.String(validate=validate.Length(min=1, max=64), metadata={
+        "description": "idempotency key chosen by the client; a retry returns the first message"})
+    sender = fields.String(validate=validate.Length(max=64), metadata={
+        "description": "optional, original API; must equal the token's user (else 403)"})
+
+
+class EditMessageSchema(InputSchema):
+    content = fields.String(required=True, metadata={"example": "hello, edited"})
+
+
+class ReadSchema(InputSchema):
+    up_to = ObjectIdField(metadata={"description": "mark up to this message id (default all)"})
+
+
+class SocketReadSchema(ReadSchema):
+    peer = ObjectIdField(required=True)
+
+
+class DeliveredSchema(InputSchema):
+    peer = ObjectIdField(required=True)
+    up_to = ObjectIdField(required=True)
+
+
+class TypingSchema(InputSchema):
+    receiver = ObjectIdField(required=True)
+    typing = fields.Boolean(required=True, truthy={True}, falsy={False})
+
+
+class HistoryQuerySchema(InputSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1), metadata={
+        "description": "page size (default 50); above 200 is clamped to 200"})
+    before = ObjectIdField(metadata={"description": "messages older than this id"})
+    after = ObjectIdField(metadata={"description": "messages newer than this id (catch-up)"})
+
+
+class MessageSchema(Schema):
+    id = fields.String(required=True, metadata={"example": "665f1b2c9d1e8a0012345679"})
+    _id = fields.String(required=True, data_key="_id")
+    seq = fields.Integer(required=True)
+    sender = fields.String(required=True)
+    receiver = fields.String(required=True)
+    content = fields.String(required=True)
+    timestamp = Timestamp(required=True)
+    client_id = fields.String()
+    delivered_at = Timestamp(required=True, allow_none=True)
+    read_at = Timestamp(required=True, allow_none=True)
+    edited_at = Timestamp(required=True, allow_none=True)
+    deleted = fields.Boolean(required=True)
+
+
+class MessageEnvelopeSchema(Schema):
+    message = fields.Nested(MessageSchema, required=True)
+
+
+class ConversationSchema(Schema):
+    user = fields.Nested(UserSchema, required=True)
+    last_message = fields.Nested(MessageSchema, required=True)
+    unread_count = fields.Integer(required=True)
+
+
+class UpdatedSchema(Schema):
+    updated = fields.Integer(required=True)

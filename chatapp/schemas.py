@@ -1,0 +1,89 @@
+"""Schemas shared by both domains: ids, timestamps, the error envelope, input loading.
+
+The same marshmallow schemas validate REST bodies (through flask-smorest, which
+also builds the OpenAPI document from them) and socket payloads (through `load`).
+"""
+from datetime import timezone
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import ValidationError as MarshmallowError
+
+from chatapp.errors import ValidationError
+
+
+class InputSchema(Schema):
+    """Request schemas ignore unknown fields: nothing unasked-for is ever stored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class ObjectIdField(fields.String):
+    """A 24-hex ObjectId string in, `bson.ObjectId` out."""
+
+    default_error_messages = {"invalid_id": "Not a valid id (24 hex characters)."}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("metadata", {}).setdefault("pattern", "^[0-9a-f]{24}$")
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        parsed = parse_object_id(text)
+        if parsed is None:
+            raise self.make_error("invalid_id")
+        return parsed
+
+
+def parse_object_id(value):
+    """ObjectId for a 24-hex string, else None (so callers decide 404 or 422)."""
+    if not isinstance(value, str) or len(value) != 24:
+        return None
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        return None
+
+
+def iso(dt):
+    """ISO 8601 UTC with milliseconds and Z, or None."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    dt = dt.astimezone(timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def load(schema, payload):
+    """Validate `payload` (a socket event's data) with `schema`, raising the contract's errors."""
+    if not isinstance(payload, dict):
+        raise ValidationError("payload must be a JSON object", details={"_schema": ["Not an object."]})
+    try:
+        return schema.load(payload)
+    except MarshmallowError as exc:
+        from chatapp.errors import flatten_messages
+
+        raise ValidationError(details=flatten_messages(exc.messages)) from None
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True, metadata={"example": "validation_error"})
+    message = fields.String(required=True)
+    details = fields.Dict(metadata={"description": "field -> list of messages, or more context"})
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+class MessageOnlySchema(Schema):
+    message = fields.String(required=True)
+
+
+Timestamp = lambda **kw: fields.String(  # noqa: E731 - a field factory
+    metadata={"format": "date-time", "example": "2026-11-24T10:15:30.123Z"}, **kw
+)
+Length = validate.Length

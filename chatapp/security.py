@@ -1,0 +1,108 @@
+"""Passwords (bcrypt, off the event loop) and tokens (HS256 JWTs with jti, iat, exp, type).
+
+This is the only module that knows about eventlet's/gevent's thread pools.
+"""
+import uuid
+from datetime import datetime, timezone
+
+import bcrypt
+import jwt as pyjwt
+from flask import current_app
+from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+from flask_jwt_extended.exceptions import JWTExtendedException
+
+from chatapp.errors import TokenExpired, Unauthorized
+
+# A valid hash of a random password: login checks it when the email is unknown,
+# so both failures cost one bcrypt check and answer alike.
+_DUMMY_HASHES = {}
+
+
+def _offload(fn, *args):
+    """Run CPU-heavy `fn` in a native thread when a green runtime serves us."""
+    mode = current_app.config.get("ASYNC_MODE")
+    if mode == "eventlet":
+        from eventlet import patcher, tpool
+
+        if patcher.is_monkey_patched("thread"):
+            return tpool.execute(fn, *args)
+    elif mode == "gevent":
+        import gevent.monkey
+
+        if gevent.monkey.is_module_patched("threading"):
+            import gevent
+
+            return gevent.get_hub().threadpool.apply(fn, args)
+    return fn(*args)
+
+
+def hash_password(password):
+    rounds = current_app.config["BCRYPT_ROUNDS"]
+    salt = bcrypt.gensalt(rounds)
+    return _offload(bcrypt.hashpw, password.encode("utf-8"), salt).decode("ascii")
+
+
+def check_password(password, password_hash):
+    """True when `password` matches; with `password_hash=None` checks a dummy hash (False)."""
+    if password_hash is None:
+        rounds = current_app.config["BCRYPT_ROUNDS"]
+        if rounds not in _DUMMY_HASHES:
+            _DUMMY_HASHES[rounds] = bcrypt.hashpw(uuid.uuid4().bytes, bcrypt.gensalt(rounds))
+        _offload(bcrypt.checkpw, password.encode("utf-8"), _DUMMY_HASHES[rounds])
+        return False
+    return _offload(bcrypt.checkpw, password.encode("utf-8"), password_hash.encode("ascii"))
+
+
+def new_token_id():
+    return uuid.uuid4().hex
+
+
+def issue_tokens(user_id, session_id, refresh_jti):
+    """An access and a refresh token for one login (`sid`); the refresh token's jti is given."""
+    claims = {"sid": session_id}
+    access = create_access_token(identity=str(user_id), additional_claims=claims)
+    refresh = create_refresh_token(
+        identity=str(user_id), additional_claims={**claims, "jti": refresh_jti}
+    )
+    expires = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
+    return {
+        "access_token": access,
+        "token": access,
+        "refresh_token": refresh,
+        "token_type": "Bearer",
+        "expires_in": int(expires.total_seconds()),
+    }
+
+
+def decode(raw, expected_type):
+    """Verified claims of `raw` (signature, algorithm, exp, type); raises 401 errors.
+
+    Revocation is checked by the caller (`chatapp.users.service.authenticate`).
+    """
+    if not raw or not isinstance(raw, str):
+        raise Unauthorized()
+    try:
+        claims = decode_token(raw)
+    except pyjwt.ExpiredSignatureError:
+        raise TokenExpired() from None
+    except (pyjwt.InvalidTokenError, JWTExtendedException, ValueError, TypeError):
+        raise Unauthorized("invalid token") from None
+    if claims.get("type") != expected_type:
+        raise Unauthorized(f"an {expected_type} token is required")
+    if not claims.get("jti") or not claims.get("sid") or not claims.get("sub"):
+        raise Unauthorized("invalid token")
+    return claims
+
+
+def expires_at(claims):
+    return datetime.fromtimestamp(claims["exp"], tz=timezone.utc)
+
+
+def bearer_token(header_value):
+    """The token in an `Authorization: Bearer <token>` value, else None."""
+    if not header_value:
+        return None
+    scheme, _, token = header_value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

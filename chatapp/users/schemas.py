@@ -1,0 +1,85 @@
+"""Account request and response schemas."""
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from chatapp.schemas import InputSchema, Timestamp
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
+
+
+def _password_bytes(value):
+    size = len(value.encode("utf-8"))
+    if size < 8:
+        raise ValidationError("Password must be at least 8 bytes.")
+    if size > 72:
+        raise ValidationError("Password must be at most 72 bytes in UTF-8 (bcrypt's limit).")
+
+
+class RegisterSchema(InputSchema):
+    username = fields.String(
+        required=True,
+        validate=validate.Regexp(USERNAME_PATTERN, error="3-32 characters of A-Z a-z 0-9 _ . -"),
+        metadata={"example": "alice"},
+    )
+    email = fields.Email(required=True, validate=validate.Length(max=254),
+                         metadata={"example": "alice@example.com"})
+    password = fields.String(required=True, validate=_password_bytes,
+                             metadata={"example": "correct horse battery", "minLength": 8})
+
+
+class LoginSchema(InputSchema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254),
+                          metadata={"example": "alice@example.com"})
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024),
+                             metadata={"example": "correct horse battery"})
+
+
+class RefreshTokenSchema(InputSchema):
+    refresh_token = fields.String(validate=validate.Length(min=1, max=4096))
+
+
+class UserListQuerySchema(InputSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1),
+                           metadata={"description": "page size; above 100 is clamped to 100"})
+    cursor = fields.String(validate=validate.Length(min=1, max=200),
+                           metadata={"description": "next_cursor of the previous page"})
+    q = fields.String(validate=validate.Length(max=32),
+                      metadata={"description": "case-insensitive username prefix"})
+
+    @validates("limit")
+    def _limit(self, value, **kwargs):
+        if value > 1_000_000_000:
+            raise ValidationError("Too large.")
+
+
+class UserSchema(Schema):
+    id = fields.String(required=True, metadata={"example": "665f1b2c9d1e8a0012345678"})
+    _id = fields.String(required=True, data_key="_id")
+    username = fields.String(required=True)
+    email = fields.String(metadata={"description": "only on the caller's own record"})
+    created_at = Timestamp(required=True)
+    online = fields.Boolean(required=True)
+    last_seen = Timestamp(allow_none=True, required=True)
+
+
+class RegisterResponseSchema(Schema):
+    message = fields.String(required=True)
+    user = fields.Nested(UserSchema, required=True)
+
+
+class TokensSchema(Schema):
+    access_token = fields.String(required=True)
+    token = fields.String(required=True, metadata={"description": "same as access_token"})
+    refresh_token = fields.String(required=True)
+    token_type = fields.String(metadata={"example": "Bearer"})
+    expires_in = fields.Integer(required=True)
+
+
+class LoginResponseSchema(TokensSchema):
+    message = fields.String(required=True)
+    userId = fields.String(required=True)
+    user = fields.Nested(UserSchema, required=True)
+
+
+class UserPageSchema(Schema):
+    users = fields.List(fields.Nested(UserSchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)

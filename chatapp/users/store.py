@@ -1,0 +1,138 @@
+"""The only code that touches the users, sessions, revoked and sockets collections."""
+import re
+from datetime import datetime, timezone
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from chatapp.extensions import mongo
+
+PUBLIC_FIELDS = {"password_hash": 0}
+
+
+def users():
+    return mongo.db.users
+
+
+def ensure_indexes():
+    """Declared at start-up; idempotent on MongoDB and on the embedded store."""
+    users().create_index([("username_lower", ASCENDING)], unique=True, name="username_unique")
+    users().create_index([("email", ASCENDING)], unique=True, name="email_unique")
+    mongo.db.sessions.create_index([("user_id", ASCENDING)], name="sessions_by_user")
+    mongo.db.sessions.create_index("expires_at", expireAfterSeconds=0, name="sessions_ttl")
+    mongo.db.revoked.create_index("expires_at", expireAfterSeconds=0, name="revoked_ttl")
+    mongo.db.sockets.create_index([("user_id", ASCENDING)], name="sockets_by_user")
+    mongo.db.sockets.create_index([("server", ASCENDING)], name="sockets_by_server")
+    mongo.db.sockets.create_index([("sid", ASCENDING)], name="sockets_by_login")
+    mongo.db.sockets.create_index([("jti", ASCENDING)], name="sockets_by_token")
+
+
+def insert_user(doc):
+    """Insert a new user; returns None when the username or email is taken (and which)."""
+    try:
+        users().insert_one(doc)
+    except DuplicateKeyError as exc:
+        text = str(exc)
+        return "username" if "username" in text else "email"
+    return None
+
+
+def find_user(user_id, with_secret=False):
+    return users().find_one({"_id": user_id}, None if with_secret else PUBLIC_FIELDS)
+
+
+def find_user_by_email(email):
+    return users().find_one({"email": email})
+
+
+def find_users(ids):
+    return list(users().find({"_id": {"$in": list(ids)}}, PUBLIC_FIELDS))
+
+
+def list_users(prefix, after, limit):
+    """Users ordered by lower-cased username, from the username index."""
+    query = {}
+    if prefix:
+        query["username_lower"] = {"$regex": "^" + re.escape(prefix.lower())}
+    if after:
+        query.setdefault("username_lower", {})["$gt"] = after
+    cursor = users().find(query, PUBLIC_FIELDS).sort("username_lower", ASCENDING).limit(limit)
+    return list(cursor)
+
+
+def set_last_seen(user_id, when):
+    users().update_one({"_id": user_id}, {"$set": {"last_seen": when}})
+
+
+# --- login sessions and revocation -------------------------------------------------
+
+def create_session(session_id, user_id, refresh_jti, expires_at):
+    mongo.db.sessions.insert_one(
+        {"_id": session_id, "user_id": user_id, "refresh_jti": refresh_jti,
+         "created_at": datetime.now(timezone.utc), "expires_at": expires_at}
+    )
+
+
+def rotate_session(session_id, old_jti, new_jti):
+    """Atomically move a session's refresh jti on; None when `old_jti` is not current."""
+    return mongo.db.sessions.find_one_and_update(
+        {"_id": session_id, "refresh_jti": old_jti},
+        {"$set": {"refresh_jti": new_jti}},
+        return_document=ReturnDocument.AFTER,
+    )
+
+
+def user_session_ids(user_id):
+    return [doc["_id"] for doc in mongo.db.sessions.find({"user_id": user_id}, {"_id": 1})]
+
+
+def revoke(token_ids, expires_at):
+    """Mark jtis or session ids revoked until `expires_at` (then the TTL index drops them)."""
+    for token_id in token_ids:
+        mongo.db.revoked.update_one(
+            {"_id": token_id}, {"$max": {"expires_at": expires_at}}, upsert=True
+        )
+
+
+def is_revoked(*token_ids):
+    return mongo.db.revoked.find_one({"_id": {"$in": list(token_ids)}}, {"_id": 1}) is not None
+
+
+# --- presence: one document per connected socket, in shared storage ------------------
+
+def add_socket(sid, user_id, server, token_id, session_id):
+    mongo.db.sockets.replace_one(
+        {"_id": sid},
+        {"_id": sid, "user_id": user_id, "server": server, "jti": token_id, "sid": session_id,
+         "connected_at": datetime.now(timezone.utc)},
+        upsert=True,
+    )
+
+
+def remove_socket(sid):
+    mongo.db.sockets.delete_one({"_id": sid})
+
+
+def socket_ids_of_user(user_id):
+    return [doc["_id"] for doc in mongo.db.sockets.find({"user_id": user_id}, {"_id": 1})]
+
+
+def socket_ids_of_sessions(*token_ids):
+    """Sockets opened with any of these login ids (sid) or token ids (jti)."""
+    query = {"$or": [{"sid": {"$in": list(token_ids)}}, {"jti": {"$in": list(token_ids)}}]}
+    return [doc["_id"] for doc in mongo.db.sockets.find(query, {"_id": 1})]
+
+
+def count_sockets(user_id):
+    return mongo.db.sockets.count_documents({"user_id": user_id})
+
+
+def online_user_ids(user_ids):
+    return set(mongo.db.sockets.distinct("user_id", {"user_id": {"$in": list(user_ids)}}))
+
+
+def remove_server_sockets(server):
+    """Forget sockets of a server process that is gone; returns the user ids affected."""
+    ids = mongo.db.sockets.distinct("user_id", {"server": server})
+    mongo.db.sockets.delete_many({"server": server})
+    return ids

@@ -1,0 +1,157 @@
+"""chatapp configuration: one class per environment, values from the environment or `.env`.
+
+Both the original Node API's variable names and ours are read (`MONGO_DB_URL` or
+`MONGO_URI`, `secretKey` or `JWT_SECRET_KEY`). Production refuses to start without
+a secret; development generates one for the run and says so.
+"""
+import os
+import secrets
+from datetime import timedelta
+
+from dotenv import load_dotenv
+
+load_dotenv()
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the message tells the operator what to do."""
+
+
+def env(*names, default=None):
+    """The first of `names` set (non-empty) in the environment, else `default`."""
+    for name in names:
+        value = os.environ.get(name)
+        if value not in (None, ""):
+            return value
+    return default
+
+
+def env_int(name, default):
+    raw = env(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def env_bool(name, default):
+    raw = env(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_list(name, default=()):
+    raw = env(name)
+    if raw is None:
+        return list(default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+class Config:
+    ENV_NAME = "base"
+    DEBUG = False
+    TESTING = False
+    PORT = env_int("PORT", 8000)
+    LOG_LEVEL = env("LOG_LEVEL", default="INFO").upper()
+
+    # MongoDB: unset means the embedded in-memory store (mongomock).
+    MONGO_URI = env("MONGO_DB_URL", "MONGO_URI")
+    MONGO_DB_NAME = env("MONGO_DB_NAME", default="chatapp")
+    MONGO_TIMEOUT_MS = env_int("MONGO_TIMEOUT_MS", 2000)
+
+    # Tokens (flask-jwt-extended). One pinned algorithm.
+    JWT_SECRET_KEY = env("secretKey", "JWT_SECRET_KEY", "SECRET_KEY")
+    JWT_ALGORITHM = "HS256"
+    JWT_DECODE_ALGORITHMS = ["HS256"]
+    JWT_TOKEN_LOCATION = ["headers"]
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(seconds=env_int("ACCESS_TOKEN_EXPIRES", 3600))
+    JWT_REFRESH_TOKEN_EXPIRES = timedelta(seconds=env_int("REFRESH_TOKEN_EXPIRES", 30 * 24 * 3600))
+    JWT_ERROR_MESSAGE_KEY = "message"
+    JWT_COOKIE_CSRF_PROTECT = False
+
+    BCRYPT_ROUNDS = env_int("BCRYPT_ROUNDS", 12)
+    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
+    MAX_MESSAGE_LENGTH = env_int("MAX_MESSAGE_LENGTH", 4000)
+    JSON_SORT_KEYS = False
+
+    # Real time. Flask-SocketIO does not read app.config: the factory passes these.
+    ASYNC_MODE = env("ASYNC_MODE", default="eventlet")
+    SOCKETIO_MESSAGE_QUEUE = env("SOCKETIO_MESSAGE_QUEUE")
+    SOCKETIO_MAX_HTTP_BUFFER_SIZE = env_int("SOCKETIO_MAX_HTTP_BUFFER_SIZE", 1_000_000)
+    CORS_ORIGINS = env_list("CORS_ORIGINS")
+    TYPING_TIMEOUT = 5.0
+
+    # Rate limits (see chatapp/limits.py).
+    RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
+    RATELIMIT_STORAGE_URI = env("RATELIMIT_STORAGE_URI", default="memory://")
+
+    # OpenAPI (flask-smorest).
+    API_TITLE = "chatapp"
+    API_VERSION = "1.0.0"
+    OPENAPI_VERSION = "3.1.0"
+    OPENAPI_URL_PREFIX = "/api"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "docs"
+    OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/"
+
+    @classmethod
+    def validate(cls):
+        """Fail fast on settings the environment cannot run without."""
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+    DEBUG = False  # the reloader would start a second eventlet process
+
+    @classmethod
+    def validate(cls):
+        if not cls.JWT_SECRET_KEY:
+            cls.JWT_SECRET_KEY = secrets.token_urlsafe(48)
+            cls.GENERATED_SECRET = True
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+    JWT_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256"
+    BCRYPT_ROUNDS = 4
+    ASYNC_MODE = "threading"
+    MONGO_URI = env("TEST_MONGO_URI")
+    MONGO_DB_NAME = env("TEST_MONGO_DB_NAME", default="chatapp_test")
+    RATELIMIT_ENABLED = False
+    SOCKETIO_MESSAGE_QUEUE = None
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+
+    @classmethod
+    def validate(cls):
+        if not cls.JWT_SECRET_KEY:
+            raise ConfigError(
+                "secretKey is not set: export secretKey (or JWT_SECRET_KEY) to a long random "
+                "string, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        if len(cls.JWT_SECRET_KEY) < 32:
+            raise ConfigError("secretKey is too short: use at least 32 characters")
+
+
+config_by_name = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def get_config(name=None):
+    """The config class named by `name`, else by CHATAPP_ENV / FLASK_ENV (default development)."""
+    name = name or env("CHATAPP_ENV", "FLASK_ENV", default="development")
+    try:
+        return config_by_name[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown CHATAPP_ENV {name!r}: use one of {', '.join(config_by_name)}"
+        ) from None
