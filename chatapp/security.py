@@ -43,14 +43,23 @@ def hash_password(password):
 
 
 def check_password(password, password_hash):
-    """True when `password` matches; with `password_hash=None` checks a dummy hash (False)."""
-    if password_hash is None:
-        rounds = current_app.config["BCRYPT_ROUNDS"]
-        if rounds not in _DUMMY_HASHES:
-            _DUMMY_HASHES[rounds] = bcrypt.hashpw(uuid.uuid4().bytes, bcrypt.gensalt(rounds))
-        _offload(bcrypt.checkpw, password.encode("utf-8"), _DUMMY_HASHES[rounds])
+    """True when `password` matches; with `password_hash=None` checks a dummy hash (False).
+
+    A password over bcrypt's 72 bytes cannot match (registration refuses them, and
+    bcrypt >= 5 raises on them): it costs one dummy check and fails like any other.
+    """
+    secret = password.encode("utf-8")
+    if password_hash is None or len(secret) > 72:
+        _offload(bcrypt.checkpw, secret[:72], _dummy_hash())
         return False
-    return _offload(bcrypt.checkpw, password.encode("utf-8"), password_hash.encode("ascii"))
+    return _offload(bcrypt.checkpw, secret, password_hash.encode("ascii"))
+
+
+def _dummy_hash():
+    rounds = current_app.config["BCRYPT_ROUNDS"]
+    if rounds not in _DUMMY_HASHES:
+        _DUMMY_HASHES[rounds] = _offload(bcrypt.hashpw, uuid.uuid4().bytes, bcrypt.gensalt(rounds))
+    return _DUMMY_HASHES[rounds]
 
 
 def new_token_id():
@@ -88,7 +97,8 @@ def decode(raw, expected_type):
     except (pyjwt.InvalidTokenError, JWTExtendedException, ValueError, TypeError):
         raise Unauthorized("invalid token") from None
     if claims.get("type") != expected_type:
-        raise Unauthorized(f"an {expected_type} token is required")
+        article = "an" if expected_type == "access" else "a"
+        raise Unauthorized(f"{article} {expected_type} token is required")
     if not claims.get("jti") or not claims.get("sid") or not claims.get("sub"):
         raise Unauthorized("invalid token")
     return claims
