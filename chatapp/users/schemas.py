@@ -6,6 +6,18 @@ from chatapp.schemas import InputSchema, Timestamp
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
 
 
+class FullMatch(validate.Regexp):
+    """A Regexp that must match the whole value: `re.match` with `$` lets "bob\\n" through.
+
+    Still a Regexp, so the OpenAPI document shows the (ECMA-compatible) pattern.
+    """
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
 def _password_bytes(value):
     size = len(value.encode("utf-8"))
     if size < 8:
@@ -17,7 +29,7 @@ def _password_bytes(value):
 class RegisterSchema(InputSchema):
     username = fields.String(
         required=True,
-        validate=validate.Regexp(USERNAME_PATTERN, error="3-32 characters of A-Z a-z 0-9 _ . -"),
+        validate=FullMatch(USERNAME_PATTERN, error="3-32 characters of A-Z a-z 0-9 _ . -"),
         metadata={"example": "alice"},
     )
     email = fields.Email(required=True, validate=validate.Length(max=254),
