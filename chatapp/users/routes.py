@@ -44,7 +44,8 @@ def login_user(body):
 @blp.alt_response(401, response="Error")
 def refresh_tokens(body):
     """Holder of a refresh token (header or body): rotate it for new tokens."""
-    raw = bearer_token(request.headers.get("Authorization")) or body.get("refresh_token")
+    # The body wins: HTTP clients often attach the access token to every request.
+    raw = body.get("refresh_token") or bearer_token(request.headers.get("Authorization"))
     if raw is None:
         raise Unauthorized("a refresh token is required")
     return service.refresh(raw)

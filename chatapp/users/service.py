@@ -11,7 +11,9 @@ from bson import ObjectId
 from flask import current_app
 
 from chatapp import realtime, security
-from chatapp.errors import Conflict, InvalidCredentials, NotFound, TokenRevoked, ValidationError
+from chatapp.errors import (
+    Conflict, InvalidCredentials, NotFound, TokenExpired, TokenRevoked, ValidationError,
+)
 from chatapp.schemas import iso, parse_object_id
 from chatapp.users import store
 
@@ -90,9 +92,11 @@ def refresh(raw_refresh_token):
     """Rotate a login's refresh token; a rotated one presented again revokes the login."""
     claims = authenticate(raw_refresh_token, "refresh")
     new_jti = security.new_token_id()
-    if store.rotate_session(claims["sid"], claims["jti"], new_jti) is None:
-        # Reuse of an already-rotated token: someone holds a copy. End the whole login.
+    if store.rotate_session(claims["sid"], claims["jti"], new_jti, _session_expiry(claims)) is None:
+        # Reuse of an already-rotated token: someone holds a copy. End the whole login,
+        # sockets included (events do not re-check revocation).
         store.revoke([claims["sid"]], _session_expiry(claims))
+        realtime.disconnect_sockets(store.socket_ids_of_sessions(claims["sid"]))
         raise TokenRevoked("refresh token was already used; this login has been revoked")
     tokens = security.issue_tokens(ObjectId(claims["sub"]), claims["sid"], new_jti)
     tokens.pop("token_type")
@@ -106,13 +110,23 @@ def _session_expiry(claims):
 def logout(access_claims, raw_refresh_token=None):
     """Revoke this access token and its login (so its refresh token dies too)."""
     to_revoke = [access_claims["jti"], access_claims["sid"]]
-    if raw_refresh_token:
-        refresh_claims = security.decode(raw_refresh_token, "refresh")
+    refresh_claims = _unexpired_refresh_claims(raw_refresh_token)
+    if refresh_claims:
         if refresh_claims["sub"] != access_claims["sub"]:
             raise ValidationError(details={"refresh_token": ["belongs to another user"]})
         to_revoke += [refresh_claims["jti"], refresh_claims["sid"]]
     store.revoke(to_revoke, _session_expiry(access_claims))
     realtime.disconnect_sockets(store.socket_ids_of_sessions(access_claims["sid"], *to_revoke))
+
+
+def _unexpired_refresh_claims(raw):
+    """Claims of a refresh token sent to logout; None when absent or already expired."""
+    if not raw:
+        return None
+    try:
+        return security.decode(raw, "refresh")
+    except TokenExpired:
+        return None  # dead already: it must not stop the logout
 
 
 def logout_all(user_id):

@@ -32,9 +32,20 @@ def insert_user(doc):
     try:
         users().insert_one(doc)
     except DuplicateKeyError as exc:
-        text = str(exc)
-        return "username" if "username" in text else "email"
+        return _taken_field(exc, doc)
     return None
+
+
+def _taken_field(exc, doc):
+    """The unique field that clashed: MongoDB names the index in `keyPattern`; mongomock
+    names nothing, so look. (Matching the message text misfires when a value holds a key name.)"""
+    pattern = (exc.details or {}).get("keyPattern") or {}
+    if "username_lower" in pattern:
+        return "username"
+    if "email" in pattern:
+        return "email"
+    taken = users().find_one({"username_lower": doc["username_lower"]}, {"_id": 1})
+    return "username" if taken else "email"
 
 
 def find_user(user_id, with_secret=False):
@@ -73,11 +84,15 @@ def create_session(session_id, user_id, refresh_jti, expires_at):
     )
 
 
-def rotate_session(session_id, old_jti, new_jti):
-    """Atomically move a session's refresh jti on; None when `old_jti` is not current."""
+def rotate_session(session_id, old_jti, new_jti, expires_at):
+    """Atomically move a session's refresh jti on; None when `old_jti` is not current.
+
+    The session lives as long as its newest refresh token (`expires_at`): left at the
+    login's expiry, the TTL index would delete it while a rotated token is still valid.
+    """
     return mongo.db.sessions.find_one_and_update(
         {"_id": session_id, "refresh_jti": old_jti},
-        {"$set": {"refresh_jti": new_jti}},
+        {"$set": {"refresh_jti": new_jti, "expires_at": expires_at}},
         return_document=ReturnDocument.AFTER,
     )
 
