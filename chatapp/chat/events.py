@@ -32,8 +32,19 @@ def handshake_token(auth):
     if isinstance(auth, dict) and isinstance(auth.get("token"), str):
         return auth["token"]
     return (request.headers.get("access_token")
+            or raw_header("access_token")
             or bearer_token(request.headers.get("Authorization"))
             or request.args.get("token"))
+
+
+def raw_header(name):
+    """A header the server left out of the environ: eventlet drops names with `_` (WSGI cannot
+    tell `access_token` from `access-token`) but keeps the raw list, so the original API's
+    `access_token` header is read from there, by its exact name."""
+    for key, value in request.environ.get("headers_raw", ()):
+        if key.lower() == name:
+            return value
+    return None
 
 
 @socketio.on("connect")
