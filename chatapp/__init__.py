@@ -18,11 +18,13 @@ def create_app(config=None, **overrides):
     app.config.update(overrides)
     app.json.sort_keys = False
     configure_logging(app)
+    # Before init_app: handlers added to an already bound SocketIO reach only that
+    # server, so a second create_app() (every test makes one) would lose them.
+    register_socket_handlers(app)
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_request_checks(app)
-    register_socket_handlers(app)
     register_startup(app)
     return app
 
