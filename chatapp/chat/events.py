@@ -127,10 +127,11 @@ def on_message_envelope(user_id, data):
             data = json.loads(data)
         except ValueError:
             raise ValidationError("message must be a JSON string envelope") from None
-    if not isinstance(data, dict) or data.get("event") not in ENVELOPE_EVENTS:
+    event = data.get("event") if isinstance(data, dict) else None
+    if not isinstance(event, str) or event not in ENVELOPE_EVENTS:
         raise ValidationError("envelope must be {event: 'join'|'chat message', data}",
                               details={"event": ["Must be 'join' or 'chat message'."]})
-    return ENVELOPE_EVENTS[data["event"]].__wrapped__(user_id, data.get("data"))
+    return ENVELOPE_EVENTS[event].__wrapped__(user_id, data.get("data"))
 
 
 @socketio.on("typing")

@@ -33,9 +33,18 @@ class DeliveredSchema(InputSchema):
     up_to = ObjectIdField(required=True)
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON true/false only: 1, 0 and "true" are not booleans (1 == True in Python)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class TypingSchema(InputSchema):
     receiver = ObjectIdField(required=True)
-    typing = fields.Boolean(required=True, truthy={True}, falsy={False})
+    typing = StrictBoolean(required=True)
 
 
 class HistoryQuerySchema(InputSchema):
