@@ -3,6 +3,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
 from chatapp.extensions import mongo
+from chatapp.openapi import error_doc
 
 blp = Blueprint("health", __name__, description="Operations")
 
@@ -23,7 +24,7 @@ def healthz():
 @blp.route("/readyz", methods=["GET"])
 @blp.doc(security=[])
 @blp.alt_response(200, schema=StatusSchema, description="MongoDB answers a ping")
-@blp.alt_response(503, response="Error", description="MongoDB unreachable")
+@blp.alt_response(503, **error_doc(503, "`unavailable`: MongoDB does not answer a ping"))
 def readyz():
     """Anyone: 200 when MongoDB answers a ping, else 503 `unavailable`."""
     mongo.ping()

@@ -69,13 +69,29 @@ def load(schema, payload):
         raise ValidationError(details=flatten_messages(exc.messages)) from None
 
 
+def error_codes():
+    """Every `code` chatapp.errors can produce (its ApiError classes and HTTP mapping)."""
+    from chatapp import errors
+
+    classes, codes = [errors.ApiError], set(errors.HTTP_CODES.values())
+    while classes:
+        cls = classes.pop()
+        codes.add(cls.code)
+        classes.extend(cls.__subclasses__())
+    return sorted(codes)
+
+
 class ErrorBodySchema(Schema):
-    code = fields.String(required=True, metadata={"example": "validation_error"})
-    message = fields.String(required=True)
+    code = fields.String(required=True, metadata={
+        "enum": error_codes(), "example": "validation_error",
+        "description": "stable snake_case code; clients branch on it"})
+    message = fields.String(required=True, metadata={"description": "human text"})
     details = fields.Dict(metadata={"description": "field -> list of messages, or more context"})
 
 
 class ErrorSchema(Schema):
+    """The one error body: `{"error": {"code", "message", "details"?}}`."""
+
     error = fields.Nested(ErrorBodySchema, required=True)
 
 

@@ -10,6 +10,8 @@ from chatapp.chat.schemas import (
     ConversationSchema, EditMessageSchema, HistoryQuerySchema, MessageEnvelopeSchema,
     MessageSchema, ReadSchema, SendMessageSchema, UpdatedSchema,
 )
+from chatapp.errors import Conflict
+from chatapp.openapi import error_doc
 
 blp = Blueprint("chat", __name__, url_prefix="/api/chat", description="Messages")
 BEARER = [{"bearerAuth": []}]
@@ -24,9 +26,9 @@ HISTORY_DOC = {"description": "Messages, newest first. `Link: <url>; rel=\"next\
 @blp.doc(security=BEARER)
 @blp.alt_response(201, schema=MessageEnvelopeSchema, description="Stored and delivered")
 @blp.alt_response(200, schema=MessageEnvelopeSchema, description="A retry: the first message")
-@blp.alt_response(401, response="Error")
-@blp.alt_response(403, response="Error", description="`sender` is not the token's user")
-@blp.alt_response(404, response="Error", description="unknown receiver")
+@blp.alt_response(403, **error_doc(403, "`forbidden`: `sender` is not the token's user"))
+@blp.alt_response(404, **error_doc(404, "`not_found`: unknown receiver"))
+@blp.alt_response(429, **error_doc(429))
 def send_message(body):
     """Token holder: send a message as themself; delivered in real time to both sides."""
     message, created = service.send_message(g.user_id, body)
@@ -47,9 +49,8 @@ def _history_response(messages, next_cursor):
 @blp.arguments(HistoryQuerySchema, location="query")
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=MessageSchema(many=True), **HISTORY_DOC)
-@blp.alt_response(401, response="Error")
-@blp.alt_response(403, response="Error", description="not your own id")
-@blp.alt_response(404, response="Error")
+@blp.alt_response(403, **error_doc(403, "`forbidden`: not your own id"))
+@blp.alt_response(404, **error_doc(404, "`not_found`: malformed id"))
 def list_user_messages(query, id):  # noqa: A002 - one {id} path shared with PATCH/DELETE
     """The user themself (`id` = their user id): their messages in every conversation."""
     return _history_response(*service.user_history(
@@ -61,9 +62,8 @@ def list_user_messages(query, id):  # noqa: A002 - one {id} path shared with PAT
 @blp.arguments(HistoryQuerySchema, location="query")
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=MessageSchema(many=True), **HISTORY_DOC)
-@blp.alt_response(401, response="Error")
-@blp.alt_response(403, response="Error", description="you are neither of the two")
-@blp.alt_response(404, response="Error")
+@blp.alt_response(403, **error_doc(403, "`forbidden`: you are neither of the two"))
+@blp.alt_response(404, **error_doc(404, "`not_found`: malformed id"))
 def list_conversation_messages(query, sender_id, receiver_id):
     """Either participant: the conversation's messages in `seq` order, newest first."""
     return _history_response(*service.conversation_history(
@@ -75,7 +75,6 @@ def list_conversation_messages(query, sender_id, receiver_id):
 @auth_required
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=ConversationSchema(many=True), description="Most recent first")
-@blp.alt_response(401, response="Error")
 def list_conversations():
     """Token holder: one entry per peer with last message and unread count."""
     return service.conversations(g.user_id)
@@ -83,11 +82,10 @@ def list_conversations():
 
 @blp.route("/conversations/<peer_id>/read", methods=["POST"])
 @auth_required
-@blp.arguments(ReadSchema)
+@blp.arguments(ReadSchema, required=False)  # no body: mark everything read
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=UpdatedSchema, description="How many messages were marked")
-@blp.alt_response(401, response="Error")
-@blp.alt_response(404, response="Error", description="unknown peer")
+@blp.alt_response(404, **error_doc(404, "`not_found`: unknown or malformed peer id"))
 def mark_conversation_read(body, peer_id):
     """Token holder: mark the peer's messages to them read; the peer gets `read`."""
     return {"updated": service.mark_read(g.user_id, peer_id, body.get("up_to"))}
@@ -98,10 +96,11 @@ def mark_conversation_read(body, peer_id):
 @blp.arguments(EditMessageSchema)
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=MessageEnvelopeSchema, description="The edited Message")
-@blp.alt_response(401, response="Error")
-@blp.alt_response(403, response="Error", description="not the sender")
-@blp.alt_response(404, response="Error")
-@blp.alt_response(409, response="Error", description="the message is deleted")
+@blp.alt_response(403, **error_doc(403, "`forbidden`: not the sender"))
+@blp.alt_response(404, **error_doc(404, "`not_found`: unknown or malformed message id"))
+@blp.alt_response(409, **error_doc(409, "`conflict`: the message is deleted",
+                                   example=Conflict("a deleted message cannot be edited",
+                                                    details={"message": ["deleted"]})))
 def edit_message(body, id):  # noqa: A002
     """The sender (`id` = message id): replace the content; both sides get `message updated`."""
     return {"message": service.edit_message(g.user_id, id, body["content"])}
@@ -111,9 +110,8 @@ def edit_message(body, id):  # noqa: A002
 @auth_required
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=MessageEnvelopeSchema, description="The blanked Message")
-@blp.alt_response(401, response="Error")
-@blp.alt_response(403, response="Error", description="not the sender")
-@blp.alt_response(404, response="Error")
+@blp.alt_response(403, **error_doc(403, "`forbidden`: not the sender"))
+@blp.alt_response(404, **error_doc(404, "`not_found`: unknown or malformed message id"))
 def delete_message(id):  # noqa: A002
     """The sender (`id` = message id): blank it (`deleted: true`); both sides are told."""
     return {"message": service.delete_message(g.user_id, id)}

@@ -3,7 +3,8 @@ from flask import g, request
 from flask_smorest import Blueprint
 
 from chatapp.auth import auth_required
-from chatapp.errors import Unauthorized
+from chatapp.errors import InvalidCredentials, Unauthorized
+from chatapp.openapi import error_doc
 from chatapp.schemas import MessageOnlySchema
 from chatapp.security import bearer_token
 from chatapp.users import service
@@ -20,7 +21,8 @@ BEARER = [{"bearerAuth": []}]
 @blp.arguments(RegisterSchema)
 @blp.doc(security=[])
 @blp.alt_response(201, schema=RegisterResponseSchema, description="Created")
-@blp.alt_response(409, response="Error", description="username or email taken")
+@blp.alt_response(409, **error_doc(409, "`conflict`: username or email taken; `details` names it"))
+@blp.alt_response(429, **error_doc(429))
 def register_user(body):
     """Anyone: create an account; returns the new User."""
     user = service.register(body["username"], body["email"], body["password"])
@@ -31,17 +33,21 @@ def register_user(body):
 @blp.arguments(LoginSchema)
 @blp.doc(security=[])
 @blp.alt_response(200, schema=LoginResponseSchema, description="Tokens")
-@blp.alt_response(401, response="Error", description="invalid_credentials")
+@blp.alt_response(401, **error_doc(
+    401, "`invalid_credentials`: unknown email or wrong password (one answer for both)",
+    example=InvalidCredentials()))
+@blp.alt_response(429, **error_doc(429))
 def login_user(body):
     """Anyone: exchange email and password for access and refresh tokens."""
     return service.login(body["email"], body["password"])
 
 
 @blp.route("/refresh", methods=["POST"])
-@blp.arguments(RefreshTokenSchema)
+@blp.arguments(RefreshTokenSchema, required=False)  # the token may come in the header
 @blp.doc(security=[{"bearerAuth": []}, {}])
 @blp.alt_response(200, schema=TokensSchema, description="New tokens; the old refresh token is spent")
-@blp.alt_response(401, response="Error")
+@blp.alt_response(401, **error_doc(401, "missing, invalid, expired or revoked refresh token; "
+                                   "a rotated one presented again revokes its login"))
 def refresh_tokens(body):
     """Holder of a refresh token (header or body): rotate it for new tokens."""
     # The body wins: HTTP clients often attach the access token to every request.
@@ -53,10 +59,9 @@ def refresh_tokens(body):
 
 @blp.route("/logout", methods=["POST"])
 @auth_required
-@blp.arguments(RefreshTokenSchema)
+@blp.arguments(RefreshTokenSchema, required=False)
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=MessageOnlySchema, description="Logged out")
-@blp.alt_response(401, response="Error")
 def logout_user(body):
     """Token holder: revoke this token and its login (and the refresh token if sent)."""
     service.logout(g.claims, body.get("refresh_token"))
@@ -66,7 +71,6 @@ def logout_user(body):
 @blp.route("/logout-all", methods=["POST"])
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=MessageOnlySchema, description="Every login revoked")
-@blp.alt_response(401, response="Error")
 @auth_required
 def logout_all_devices():
     """Token holder: revoke every token of the user and disconnect their sockets."""
@@ -77,7 +81,6 @@ def logout_all_devices():
 @blp.route("/me", methods=["GET"])
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=UserSchema, description="The caller's User, with email")
-@blp.alt_response(401, response="Error")
 @auth_required
 def get_me():
     """Token holder: their own User record."""
@@ -89,7 +92,6 @@ def get_me():
 @blp.arguments(UserListQuerySchema, location="query")
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=UserPageSchema, description="A page of users")
-@blp.alt_response(401, response="Error")
 def list_users(query):
     """Token holder: users by username, paginated (`limit`, `cursor`, `q` prefix)."""
     return service.list_users(g.user_id, query["limit"], query.get("cursor"), query.get("q"))
@@ -98,8 +100,7 @@ def list_users(query):
 @blp.route("/<user_id>", methods=["GET"])
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=UserSchema, description="The User")
-@blp.alt_response(401, response="Error")
-@blp.alt_response(404, response="Error")
+@blp.alt_response(404, **error_doc(404, "`not_found`: unknown or malformed id"))
 @auth_required
 def get_user(user_id):
     """Token holder: one user's public record; 404 for unknown or malformed ids."""
