@@ -26,6 +26,11 @@ def env(*names, default=None):
     return default
 
 
+# Settings that could not be parsed when this module was imported; `Config.validate`
+# reports them, so the entry point prints one line instead of an import traceback.
+INVALID_SETTINGS = []
+
+
 def env_int(name, default):
     raw = env(name)
     if raw is None:
@@ -33,7 +38,8 @@ def env_int(name, default):
     try:
         return int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        INVALID_SETTINGS.append(f"{name} must be an integer, got {raw!r}")
+        return default
 
 
 def env_bool(name, default):
@@ -100,6 +106,10 @@ class Config:
     @classmethod
     def validate(cls):
         """Fail fast on settings the environment cannot run without."""
+        if INVALID_SETTINGS:
+            raise ConfigError("; ".join(INVALID_SETTINGS))
+        if not 4 <= cls.BCRYPT_ROUNDS <= 31:
+            raise ConfigError(f"BCRYPT_ROUNDS must be between 4 and 31, got {cls.BCRYPT_ROUNDS}")
 
 
 class DevelopmentConfig(Config):
@@ -108,6 +118,7 @@ class DevelopmentConfig(Config):
 
     @classmethod
     def validate(cls):
+        super().validate()
         if not cls.JWT_SECRET_KEY:
             cls.JWT_SECRET_KEY = secrets.token_urlsafe(48)
             cls.GENERATED_SECRET = True
@@ -130,6 +141,7 @@ class ProductionConfig(Config):
 
     @classmethod
     def validate(cls):
+        super().validate()
         if not cls.JWT_SECRET_KEY:
             raise ConfigError(
                 "secretKey is not set: export secretKey (or JWT_SECRET_KEY) to a long random "

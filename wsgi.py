@@ -6,6 +6,11 @@ import os
 
 ASYNC_MODE = os.environ.get("ASYNC_MODE", "eventlet")
 if ASYNC_MODE == "eventlet":
+    import warnings
+
+    # eventlet warns on every import that it is in bugfix mode (a choice the README explains);
+    # on stderr it would bury the one-line configuration errors below.
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     import eventlet
 
     eventlet.monkey_patch()
