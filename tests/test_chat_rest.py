@@ -238,6 +238,22 @@ def test_history_bad_query_is_422(client, pair, params):
     assert field in assert_error(response, 422, "validation_error")["details"]
 
 
+def test_before_and_after_together_is_422(client, pair):
+    alice, bob = pair
+    first, second = sent(client, alice, bob)["id"], sent(client, alice, bob)["id"]
+    response = history(client, alice, alice, bob, before=second, after=first)
+    assert assert_error(response, 422, "validation_error")["details"]
+
+
+def test_notes_to_yourself_are_never_unread(client, pair):
+    alice, bob = pair
+    sent(client, alice, alice, "memo")
+    sent(client, bob, alice, "hi")
+    convs = conversations(client, alice)
+    assert [(c["user"]["id"], c["unread_count"]) for c in convs] == [(bob.id, 1), (alice.id, 0)]
+    assert convs[1]["user"]["email"] == alice.email  # your own record
+
+
 def test_cursor_from_another_conversation_is_422(client, pair, auth):
     alice, bob = pair
     carol = auth.user()

@@ -211,6 +211,14 @@ def test_chat_message_error_acks(socket_client, client, pair, payload, code):
     assert client.get(f"/api/chat/messages/{alice.id}", headers=alice.headers).get_json() == []
 
 
+def test_unknown_event_is_answered_not_found(socket_client, pair):
+    alice, _ = pair
+    a1 = socket_client(alice)
+    assert error_ack("not_found")(a1.emit("dance", {"x": 1}, callback=True))
+    assert error_ack("not_found")(a1.emit("x" * 10_000, callback=True))
+    assert a1.is_connected()
+
+
 def test_event_without_ack_request_still_delivers(socket_client, pair):
     alice, bob = pair
     a1, b1 = socket_client(alice), socket_client(bob)

@@ -14,7 +14,9 @@ from flask_socketio import ConnectionRefusedError, join_room
 
 from chatapp.chat import presence, service
 from chatapp.chat.schemas import DeliveredSchema, SendMessageSchema, SocketReadSchema, TypingSchema
-from chatapp.errors import Forbidden, TokenExpired, Unauthorized, ValidationError, as_api_error
+from chatapp.errors import (
+    Forbidden, NotFound, TokenExpired, Unauthorized, ValidationError, as_api_error,
+)
 from chatapp.extensions import socketio
 from chatapp.schemas import load
 from chatapp.security import bearer_token
@@ -161,6 +163,12 @@ def on_read(user_id, data):
 
 
 ENVELOPE_EVENTS = {"join": on_join, "chat message": on_chat_message}
+
+
+@socketio.on("*")
+def on_unknown_event(event, *args):
+    """Any other event name: a client waiting for an ack gets `not_found` instead of a hang."""
+    return error_ack(NotFound("unknown event"))
 
 
 @socketio.on_error_default

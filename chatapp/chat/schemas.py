@@ -1,5 +1,6 @@
 """Message request and response schemas, shared by REST (flask-smorest) and socket events."""
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields, validate, validates_schema
+from marshmallow import ValidationError as MarshmallowError
 
 from chatapp.schemas import InputSchema, ObjectIdField, Timestamp
 from chatapp.users.schemas import UserSchema
@@ -51,7 +52,13 @@ class HistoryQuerySchema(InputSchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1), metadata={
         "description": "page size (default 50); above 200 is clamped to 200"})
     before = ObjectIdField(metadata={"description": "messages older than this id"})
-    after = ObjectIdField(metadata={"description": "messages newer than this id (catch-up)"})
+    after = ObjectIdField(metadata={"description": "messages newer than this id (catch-up); "
+                                                  "not together with `before`"})
+
+    @validates_schema
+    def one_cursor(self, data, **kwargs):
+        if "before" in data and "after" in data:
+            raise MarshmallowError("Use either before or after, not both.", "after")
 
 
 class MessageSchema(Schema):

@@ -198,8 +198,8 @@ def _mark(caller_id, peer, up_to, field, event, payload):
     conv = store.conversation_key(caller_id, peer_id)
     if up_to is not None:
         target = _cursor_message(up_to, "up_to", conv)
-    else:
-        target = store.newest_from(conv, peer_id)
+    else:  # everything so far: the event then names the newest message marked
+        target = store.newest_unmarked(conv, peer_id, caller_id, field)
     if target is None:
         return 0
     when = now()

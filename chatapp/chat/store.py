@@ -55,6 +55,8 @@ def insert_message(doc):
     try:
         messages().insert_one(doc)
     except DuplicateKeyError:
+        if doc.get("client_id") is None:
+            raise  # not a retry: (conv, seq) collided, the counter is broken
         return False
     return True
 
@@ -101,10 +103,9 @@ def _position(doc, op):
     return {"$or": [{"created_at": {op: t}}, {"created_at": t, "_id": {op: doc["_id"]}}]}
 
 
-def newest_from(conv, sender, max_seq=None):
-    query = {"conv": conv, "sender": sender}
-    if max_seq is not None:
-        query["seq"] = {"$lte": max_seq}
+def newest_unmarked(conv, sender, receiver, field):
+    """The newest of `sender`'s messages to `receiver` whose `field` is not set yet."""
+    query = {"conv": conv, "sender": sender, "receiver": receiver, field: None}
     return messages().find_one(query, sort=[("seq", DESCENDING)])
 
 
@@ -132,8 +133,8 @@ def find_messages(ids):
 
 def unread_counts(user_id):
     """{sender id: count} of messages to `user_id` not read yet."""
-    pipeline = [
-        {"$match": {"receiver": user_id, "read_at": None}},
+    pipeline = [  # notes to yourself are never unread
+        {"$match": {"receiver": user_id, "read_at": None, "sender": {"$ne": user_id}}},
         {"$group": {"_id": "$sender", "n": {"$sum": 1}}},
     ]
     return {row["_id"]: row["n"] for row in messages().aggregate(pipeline)}
