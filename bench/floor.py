@@ -1,0 +1,46 @@
+"""The floor: the fastest a chat relay can go on chatapp's stack (Flask-SocketIO on eventlet).
+
+Connect, join the room named by `auth.user` (or `?user=`), relay `chat message` to the
+receiver's room and the sender's other sockets, acknowledge. No auth, no validation, no
+storage: whatever chatapp does above this is its cost. Run: `python bench/floor.py PORT`.
+"""
+import eventlet
+
+eventlet.monkey_patch()
+
+import os  # noqa: E402
+import sys  # noqa: E402
+
+from flask import Flask, request  # noqa: E402
+from flask_socketio import SocketIO, join_room  # noqa: E402
+
+app = Flask(__name__)
+socketio = SocketIO(app, async_mode="eventlet", logger=False, engineio_logger=False,
+                    max_http_buffer_size=1_000_000)
+
+
+@app.get("/healthz")
+def healthz():
+    """Anyone: 200 while the process serves (the runner waits on it)."""
+    return {"status": "ok"}
+
+
+@socketio.on("connect")
+def on_connect(auth=None):
+    """Anyone: joins the room its `user` names."""
+    user = auth.get("user") if isinstance(auth, dict) else None
+    join_room(user or request.args.get("user"))
+
+
+@socketio.on("chat message")
+def on_chat_message(data):
+    """Relay to the receiver's room and the sender's other sockets, as chatapp does; ack."""
+    rooms = [data["receiver"], data["sender"]]
+    socketio.emit("chat message", data, to=rooms, skip_sid=request.sid)
+    return {"ok": True}
+
+
+if __name__ == "__main__":
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("PORT", 8100))
+    socketio.run(app, host="127.0.0.1", port=port, log_output=False,
+                 max_size=int(os.environ.get("MAX_CONNECTIONS", 10000)))

@@ -1,0 +1,125 @@
+"""History scenario, in-process: seed through the chat service, time the REST calls.
+
+The servers in the other scenarios are separate processes whose store cannot be seeded
+from outside without a test-only endpoint (chatapp has none), so this one builds the app
+in the runner's process (threading mode), seeds through `chatapp.chat.service.send_message`
+(the code path every sent message takes) and times the REST calls through the Flask test
+client: request handling, store queries and JSON, without the network.
+"""
+import time
+
+SECRET = "bench-secret-key-that-is-long-enough-0123456789abcdef"
+PASSWORD = "bench-password-0123"
+# What MongoDB uses for each timed query (declared in chatapp/chat/store.py ensure_indexes).
+EXPECTED_INDEXES = {"page": "history", "conversations": "conversations_by_member",
+                    "unread": "unread", "last_messages": "_id_"}
+
+
+def run(n_messages, n_convs, samples):
+    import os
+
+    from chatapp import create_app
+    from chatapp.extensions import mongo
+    from config import DevelopmentConfig
+
+    db_name = f"chatapp_bench_{int(time.time())}"
+    app = create_app(DevelopmentConfig, JWT_SECRET_KEY=SECRET, BCRYPT_ROUNDS=4,
+                     RATELIMIT_ENABLED=False, ASYNC_MODE="threading", LOG_LEVEL="WARNING",
+                     SOCKETIO_MESSAGE_QUEUE=None, MONGO_DB_NAME=db_name,
+                     MONGO_URI=os.environ.get("MONGO_DB_URL") or os.environ.get("MONGO_URI"))
+    client = app.test_client()
+    try:
+        me, peer, others = _seed(app, client, n_messages, n_convs)
+        headers = {"Authorization": f"Bearer {me['token']}"}
+        page = _time(samples, lambda: client.get(
+            f"/api/chat/messages/{me['id']}/{peer['id']}", headers=headers), expect=50)
+        convs = _time(samples, lambda: client.get("/api/chat/conversations", headers=headers),
+                      expect=n_convs)
+        with app.app_context():
+            indexes = _explain(me, peer) if not mongo.embedded else {
+                "store": "embedded (mongomock): every query scans the collection; on MongoDB "
+                         "the same queries use the indexes named here",
+                **EXPECTED_INDEXES}
+        return {"seeded": {"messages_in_conversation": n_messages, "conversations": n_convs,
+                           "how": "chat service send_message, in-process"},
+                "page": page, "conversations": convs, "indexes": indexes}
+    finally:
+        if not mongo.embedded and mongo.client is not None:
+            mongo.client.drop_database(db_name)
+
+
+def _seed(app, client, n_messages, n_convs):
+    from bson import ObjectId
+
+    from chatapp.chat import service
+
+    tag = f"h{int(time.time() * 1000) % 10**8}"
+    users = [_register(client, f"{tag}_{i}") for i in range(n_convs + 1)]
+    me, peer, others = users[0], users[1], users[2:]
+    me_id, peer_id = ObjectId(me["id"]), ObjectId(peer["id"])
+    with app.test_request_context():
+        for i in range(n_messages):
+            a, b = (me_id, peer_id) if i % 2 == 0 else (peer_id, me_id)
+            service.send_message(a, {"receiver": b, "content": f"message {i}"})
+        for other in others:
+            service.send_message(ObjectId(other["id"]), {"receiver": me_id, "content": "hi"})
+    return me, peer, others
+
+
+def _register(client, name):
+    email = f"{name}@bench.example"
+    r = client.post("/api/user/register", json={"username": name, "email": email,
+                                                 "password": PASSWORD})
+    assert r.status_code == 201, r.get_json()
+    r = client.post("/api/user/login", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    return {"id": body["userId"], "token": body["token"]}
+
+
+def _time(samples, call, expect):
+    times = []
+    for _ in range(samples):
+        t = time.perf_counter()
+        response = call()
+        times.append((time.perf_counter() - t) * 1000)
+        assert response.status_code == 200, response.get_json()
+        assert len(response.get_json()) == expect, len(response.get_json())
+    times.sort()
+    pick = lambda q: times[min(len(times) - 1, max(0, -(-q * len(times) // 100) - 1))]  # noqa: E731
+    return {"p50": pick(50), "p99": pick(99), "samples": samples}
+
+
+def _explain(me, peer):
+    """The index MongoDB picks for each timed query (`explain()`), by name."""
+    from bson import ObjectId
+
+    from chatapp.chat import store
+
+    me_id, peer_id = ObjectId(me["id"]), ObjectId(peer["id"])
+    conv = store.conversation_key(me_id, peer_id)
+    m, c = store.messages(), store.conversations()
+    ids = [d["last_message_id"] for d in c.find({"members": me_id}, {"last_message_id": 1})]
+    plans = {
+        "page": m.find({"conv": conv}).sort("seq", -1).limit(51).explain(),
+        "conversations": c.find({"members": me_id}).sort("last_at", -1).limit(500).explain(),
+        "last_messages": m.find({"_id": {"$in": ids}}).explain(),
+        "unread": m.database.command("explain", {"aggregate": "messages", "cursor": {}, "pipeline": [
+            {"$match": {"receiver": me_id, "read_at": None}},
+            {"$group": {"_id": "$sender", "n": {"$sum": 1}}}]}),
+    }
+    return {name: sorted(_index_names(plan)) or ["COLLSCAN"] for name, plan in plans.items()}
+
+
+def _index_names(node):
+    found = set()
+    if isinstance(node, dict):
+        if node.get("stage") in ("IXSCAN", "IDHACK", "EXPRESS_IXSCAN") or "indexName" in node:
+            found.add(node.get("indexName", "_id_"))
+        for key, value in node.items():
+            if key not in ("rejectedPlans",):
+                found |= _index_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _index_names(value)
+    return found

@@ -1,0 +1,427 @@
+"""`make bench`: chatapp against its floor (bench/floor.py), side by side, in one run.
+
+Starts each server in its own process (pinned to one core with taskset when there are two,
+the load generator on the other), drives it with bench/load.mjs (socket.io-client over
+websockets), reads CPU and RSS from /proc, and prints a markdown table plus one JSON line
+per figure. Every process it starts is stopped by PID, in `finally`.
+
+    .venv/bin/python bench/run.py            # the full run (< 5 minutes)
+    .venv/bin/python bench/run.py --smoke    # tiny counts, a few seconds: proves it runs
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(ROOT))
+
+PROFILES = {
+    "full": {
+        "sat_pairs": 20, "sat_window": 16, "sat_seconds": 10,
+        "lat_pairs": 20, "rates": [200, 500], "lat_seconds": 8, "warmup": 2,
+        "idle_users": 500, "idle_per_user": 10, "idle_wait": 30,
+        "storm_pairs": 10, "storm_rate": 200, "storm_logins": 10, "storm_seconds": 8,
+        "storm_bcrypt": 12, "storm_login_wait": 5,
+        "history_messages": 10_000, "history_convs": 200, "history_samples": 100,
+    },
+    "smoke": {
+        "sat_pairs": 2, "sat_window": 4, "sat_seconds": 2,
+        "lat_pairs": 2, "rates": [20, 50], "lat_seconds": 1, "warmup": 0.5,
+        "idle_users": 4, "idle_per_user": 2, "idle_wait": 10,
+        "storm_pairs": 2, "storm_rate": 20, "storm_logins": 2, "storm_seconds": 1,
+        "storm_bcrypt": 4, "storm_login_wait": 5,
+        "history_messages": 120, "history_convs": 5, "history_samples": 5,
+    },
+}
+SECRET = "bench-secret-key-that-is-long-enough-0123456789abcdef"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cores():
+    return len(os.sched_getaffinity(0))
+
+
+def pin_prefix(cpu):
+    """`taskset -c N` when two cores and taskset exist; else run unpinned."""
+    if cpu is None or cores() < 2 or not shutil.which("taskset"):
+        return []
+    return ["taskset", "-c", str(cpu)]
+
+
+SERVER_CPU, LOAD_CPU = (1, 0) if cores() >= 2 else (None, None)
+
+
+class Server:
+    """chatapp (wsgi.py) or the floor, in a subprocess pinned to SERVER_CPU; stopped by PID."""
+
+    def __init__(self, kind, logdir, env=None):
+        self.kind = kind
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "PORT": str(self.port), "HOST": "127.0.0.1",
+                    "PYTHONUNBUFFERED": "1", "MAX_CONNECTIONS": "20000", **(env or {})}
+        if kind == "chatapp":
+            self.env.update({"CHATAPP_ENV": "production", "secretKey": SECRET,
+                             "RATELIMIT_ENABLED": "false", "LOG_LEVEL": "WARNING",
+                             "ASYNC_MODE": "eventlet"})
+            self.env.setdefault("BCRYPT_ROUNDS", "4")
+            script = [str(ROOT / "wsgi.py")]
+        else:
+            script = [str(BENCH / "floor.py"), str(self.port)]
+        self.command = pin_prefix(SERVER_CPU) + [sys.executable] + script
+        self.log_path = Path(logdir) / f"{kind}-{self.port}.log"
+        self.proc = None
+
+    def start(self, timeout=30):
+        import requests
+
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.command, cwd=ROOT, env=self.env,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited: {self.log_text()}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.kind} did not answer /healthz: {self.log_text()}")
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def cpu_seconds(self):
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_kib(self):
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+
+def run_load(server, job, workdir, on_phase=None, timeout=240):
+    """Run bench/load.mjs with `job`; returns its result. `on_phase(phase, proc)` samples."""
+    job = {**job, "target": {"kind": server.kind, "url": server.url}}
+    path = Path(workdir) / f"job-{job['scenario']}-{server.kind}.json"
+    path.write_text(json.dumps(job))
+    cmd = pin_prefix(LOAD_CPU) + ["node", str(BENCH / "load.mjs"), str(path)]
+    proc = subprocess.Popen(cmd, cwd=BENCH, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    try:
+        for line in proc.stdout:
+            msg = json.loads(line)
+            if "phase" in msg and on_phase:
+                on_phase(msg, proc)
+            elif "result" in msg:
+                return msg["result"]
+            elif "error" in msg:
+                raise RuntimeError(f"load generator ({job['scenario']}, {server.kind}): "
+                                   f"{msg['error']}\nserver log: {server.log_text()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{job['scenario']} on {server.kind} took over {timeout}s")
+        raise RuntimeError(f"load generator exited without a result: {proc.stderr.read()[-2000:]}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+
+
+class CpuWindow:
+    """Server CPU (% of one core) between the generator's measure_start and measure_end."""
+
+    def __init__(self, server):
+        self.server, self.marks, self.values = server, {}, {}
+
+    def __call__(self, msg, proc):
+        key = str(msg.get("rate", msg.get("logins", "")))
+        now = (time.monotonic(), self.server.cpu_seconds())
+        if msg["phase"] == "measure_start":
+            self.marks[key] = now
+        elif msg["phase"] == "measure_end" and key in self.marks:
+            (t0, c0), (t1, c1) = self.marks.pop(key), now
+            self.values[key] = round(100 * (c1 - c0) / (t1 - t0), 1)
+
+
+# --- scenarios: each returns {figure: {"chatapp": v, "floor": v}} -------------------------
+
+def saturation(p, workdir, kinds):
+    out = {}
+    for kind in kinds:
+        with started(kind, workdir) as server:
+            cpu = CpuWindow(server)
+            r = run_load(server, {"scenario": "saturate", "pairs": p["sat_pairs"],
+                                  "window": p["sat_window"], "duration": p["sat_seconds"]},
+                         workdir, cpu)
+        ok = r["failed"] == 0 and r["missing"] == 0 and r["missing_other"] == 0 and \
+            r["persisted"] is not False and r["dupes"] == 0
+        put(out, "saturation.delivered_per_s", kind, r["delivered_per_s"])
+        put(out, "saturation.server_cpu_pct", kind, cpu.values.get(""))
+        put(out, "saturation.all_delivered_and_stored", kind, ok)
+        out.setdefault("_detail", {})[kind] = r
+    return out
+
+
+def latency(p, workdir, kinds):
+    out = {}
+    for kind in kinds:
+        with started(kind, workdir) as server:
+            cpu = CpuWindow(server)
+            r = run_load(server, {"scenario": "latency", "pairs": p["lat_pairs"], "rates": p["rates"],
+                                  "duration": p["lat_seconds"], "warmup": p["warmup"]}, workdir, cpu)
+        for rate in p["rates"]:
+            row = r["rates"][str(rate)]
+            for q in ("p50", "p95", "p99"):
+                put(out, f"latency.{rate}.{q}_ms", kind, rnd(row[q]))
+            put(out, f"latency.{rate}.server_cpu_pct", kind, cpu.values.get(str(rate)))
+            put(out, f"latency.{rate}.all_delivered", kind,
+                row["failed"] == 0 and row["missing"] == 0 and row["samples"] >= row["sent"])
+        out.setdefault("_detail", {})[kind] = r
+    return out
+
+
+def idle(p, workdir, kinds):
+    out = {}
+    for kind in kinds:
+        with started(kind, workdir) as server:
+            rss = {}
+
+            def on_phase(msg, proc):
+                rss[msg["phase"]] = server.rss_kib()
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+
+            r = run_load(server, {"scenario": "idle", "users": p["idle_users"],
+                                  "sockets_per_user": p["idle_per_user"], "connect_concurrency": 100,
+                                  "receive_wait": p["idle_wait"]}, workdir, on_phase, timeout=280)
+        per = (rss["connected"] - rss["baseline"]) / max(1, r["sockets"])
+        put(out, "idle.sockets", kind, r["sockets"])
+        put(out, "idle.rss_per_connection_kib", kind, rnd(per))
+        put(out, "idle.connect_seconds", kind, rnd(r["connect_seconds"]))
+        put(out, "idle.all_received", kind, r["all_received"])
+        out.setdefault("_detail", {})[kind] = {**r, "rss_kib": rss}
+    return out
+
+
+def login_storm(p, workdir, kinds):
+    """chatapp only (the floor has no logins): the same pairs without, then with, logins."""
+    out = {}
+    if "chatapp" not in kinds:
+        return out
+    with started("chatapp", workdir, {"BCRYPT_ROUNDS": str(p["storm_bcrypt"])}) as server:
+        r = run_load(server, {"scenario": "login_storm", "pairs": p["storm_pairs"],
+                              "rate": p["storm_rate"], "logins_per_s": p["storm_logins"],
+                              "duration": p["storm_seconds"], "warmup": p["warmup"],
+                              "login_wait": p["storm_login_wait"]}, workdir)
+    base, storm = r["base"], r["storm"]
+    put(out, "login_storm.p99_ms_without_logins", "chatapp", rnd(base["p99"]))
+    put(out, "login_storm.p99_ms_with_logins", "chatapp", rnd(storm["p99"]))
+    put(out, "login_storm.p99_increase_pct", "chatapp",
+        rnd(100 * (storm["p99"] - base["p99"]) / base["p99"]) if base["p99"] else None)
+    put(out, "login_storm.logins_offered", "chatapp", storm["logins_offered"])
+    put(out, "login_storm.logins_done_in_time", "chatapp", storm["logins_ok_in_time"])
+    put(out, "login_storm.login_p50_ms", "chatapp", rnd(storm["login_p50"]))
+    out["_detail"] = {"chatapp": r}
+    return out
+
+
+def history(p, workdir, kinds):
+    """In-process (Flask test client) on the embedded store, seeded through the chat service."""
+    if "chatapp" not in kinds:
+        return {}
+    from bench import history as hist
+
+    r = hist.run(p["history_messages"], p["history_convs"], p["history_samples"])
+    out = {}
+    put(out, "history.page_p50_ms", "chatapp", rnd(r["page"]["p50"]))
+    put(out, "history.page_p99_ms", "chatapp", rnd(r["page"]["p99"]))
+    put(out, "history.conversations_p50_ms", "chatapp", rnd(r["conversations"]["p50"]))
+    put(out, "history.conversations_p99_ms", "chatapp", rnd(r["conversations"]["p99"]))
+    out["_detail"] = {"chatapp": r}
+    return out
+
+
+SCENARIOS = {"saturation": saturation, "latency": latency, "idle": idle,
+             "login_storm": login_storm, "history": history}
+
+
+class started:
+    def __init__(self, kind, workdir, env=None):
+        self.server = Server(kind, workdir, env)
+
+    def __enter__(self):
+        RUNNING.append(self.server)
+        return self.server.start()
+
+    def __exit__(self, *exc):
+        self.server.stop()
+        RUNNING.remove(self.server)
+
+
+RUNNING = []
+
+
+def put(out, figure, kind, value):
+    out.setdefault(figure, {})[kind] = value
+
+
+def rnd(x, digits=2):
+    return None if x is None else round(float(x), digits)
+
+
+# --- report -------------------------------------------------------------------------------
+
+TARGETS = {
+    "saturation.delivered_per_s": ("ratio>=", 0.7),
+    "latency.500.p99_ms": ("ratio<=", 2.0),
+    "idle.rss_per_connection_kib": ("ratio<=", 1.2),
+    "login_storm.p99_increase_pct": ("value<", 20),
+}
+
+
+def ratio(row):
+    c, f = row.get("chatapp"), row.get("floor")
+    if isinstance(c, bool) or isinstance(f, bool) or not c or not f:
+        return None
+    return round(c / f, 2)
+
+
+def verdict(figure, row):
+    if figure not in TARGETS:
+        return ""
+    kind, limit = TARGETS[figure]
+    value = row.get("chatapp") if kind == "value<" else ratio(row)
+    if value is None:
+        return "n/a"
+    ok = {"ratio>=": value >= limit, "ratio<=": value <= limit, "value<": value < limit}[kind]
+    return f"{'met' if ok else 'NOT met'} ({kind[:-2] if kind != 'value<' else 'value '}{kind[-2:] if kind != 'value<' else '<'} {limit})"
+
+
+def fmt(v):
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def report(figures, meta):
+    lines = [f"chatapp vs floor — {meta['cores']} cores, server pinned to cpu {SERVER_CPU}, "
+             f"load generator to cpu {LOAD_CPU}; {meta['store']}; profile {meta['profile']}", "",
+             "| figure | chatapp | floor | chatapp/floor | target |",
+             "| --- | --- | --- | --- | --- |"]
+    for figure, row in figures.items():
+        r = ratio(row)
+        lines.append(f"| {figure} | {fmt(row.get('chatapp'))} | {fmt(row.get('floor'))} | "
+                     f"{fmt(r)} | {verdict(figure, row)} |")
+    return "\n".join(lines)
+
+
+def versions():
+    names = ["flask", "flask-socketio", "python-socketio", "python-engineio", "eventlet",
+             "pymongo", "mongomock", "bcrypt"]
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True)
+    out["node"] = node.stdout.strip()
+    try:
+        pkg = json.loads((BENCH / "node_modules/socket.io-client/package.json").read_text())
+        out["socket.io-client"] = pkg["version"]
+    except OSError:
+        out["socket.io-client"] = None
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True)
+    out["chatapp_commit"] = commit.stdout.strip() or None
+    return out
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny counts: proves the bench runs")
+    parser.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="run these scenarios")
+    parser.add_argument("--targets", nargs="*", default=["floor", "chatapp"],
+                        choices=["floor", "chatapp"])
+    parser.add_argument("--json-out", help="also write every figure to this file (JSON)")
+    args = parser.parse_args(argv)
+    profile = "smoke" if args.smoke else "full"
+    p = PROFILES[profile]
+    fd_limit = raise_fd_limit()  # inherited by the servers and the generator
+    if LOAD_CPU is not None:
+        os.sched_setaffinity(0, {LOAD_CPU})  # the runner sleeps; keep it off the server's core
+    needed = p["idle_users"] * p["idle_per_user"] + 200
+    if fd_limit < needed:
+        sys.exit(f"bench: open-file limit {fd_limit} < {needed}; raise the hard limit (ulimit -Hn)")
+    meta = {"bench": "meta", "profile": profile, "cores": os.cpu_count(), "pinned": LOAD_CPU is not None,
+            "store": "MongoDB" if os.environ.get("MONGO_DB_URL") else "embedded store (mongomock)",
+            "fd_limit": fd_limit, "versions": versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    figures, details = {}, {}
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="chatapp-bench-") as workdir:
+        try:
+            for name in args.only or SCENARIOS:
+                print(f"bench: {name} ...", file=sys.stderr, flush=True)
+                res = SCENARIOS[name](p, workdir, args.targets)
+                details[name] = res.pop("_detail", None)
+                figures.update(res)
+        finally:
+            for server in list(RUNNING):
+                server.stop()
+    meta["seconds"] = round(time.monotonic() - t0, 1)
+    print(report(figures, meta))
+    print()
+    print(json.dumps(meta))
+    for figure, row in figures.items():
+        print(json.dumps({"figure": figure, "chatapp": row.get("chatapp"), "floor": row.get("floor"),
+                          "ratio": ratio(row)}))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"meta": meta, "figures": figures,
+                                                   "details": details}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
