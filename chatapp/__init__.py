@@ -65,10 +65,12 @@ def register_blueprints(app):
     from chatapp.extensions import api
     from chatapp.health import blp as health_blp
     from chatapp.users.routes import blp as user_blp
+    from chatapp.web import blp as web_blp
 
     api.register_blueprint(user_blp)
     api.register_blueprint(chat_blp)
     api.register_blueprint(health_blp)
+    app.register_blueprint(web_blp)  # the chat page: not an API route, not in the OpenAPI doc
 
 
 def register_error_handlers(app):
