@@ -1,0 +1,176 @@
+"""The chat page at `/`, driven end to end in Debian's headless Chromium (never a downloaded one).
+
+Two browser contexts are two people: they register through the page, find each other, chat
+both ways, see typing, read receipts, edits, deletions, history paging and presence. The
+page's CDN script is served by the test from tests/js/node_modules (the machine is offline);
+the page's integrity hash still has to match it.
+"""
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import expect, sync_playwright
+
+JS_DIR = Path(__file__).resolve().parent / "js"
+CLIENT_FILE = JS_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+CHROMIUM = shutil.which("chromium")
+PASSWORD = "correct horse battery"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it: .ci/run)"),
+]
+
+
+def client_version():
+    lock = json.loads((JS_DIR / "package-lock.json").read_text())
+    return lock["packages"]["node_modules/socket.io-client"]["version"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CLIENT_FILE.is_file():
+        pytest.fail("tests/js/node_modules is missing: run `make test` or `cd tests/js && npm ci`")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Person:
+    """One browser context on the page; collects page errors and off-site requests."""
+
+    def __init__(self, browser, url):
+        self.url = url
+        self.context = browser.new_context(viewport={"width": 1000, "height": 640})
+        self.context.set_default_timeout(10_000)
+        self.context.route("https://cdn.socket.io/**", self.serve_cdn)
+        self.page = self.context.new_page()
+        self.problems = []
+        self.closed = False
+        self.page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+        self.page.on("console", lambda msg: msg.type == "error"
+                     and self.problems.append(f"console: {msg.text}"))
+        self.page.on("request", self.check_request)
+        self.page.goto(url)
+
+    def serve_cdn(self, route):
+        """The official CDN's file for the pinned version (it sends CORS, as the CDN does)."""
+        if route.request.url != f"https://cdn.socket.io/{client_version()}/socket.io.min.js":
+            self.problems.append(f"page asked the CDN for {route.request.url}")
+            return route.abort()
+        return route.fulfill(status=200, body=CLIENT_FILE.read_bytes(), headers={
+            "Content-Type": "application/javascript; charset=utf-8",
+            "Access-Control-Allow-Origin": "*"})
+
+    def check_request(self, request):
+        if not request.url.startswith((self.url, "https://cdn.socket.io/", "data:")):
+            self.problems.append(f"request off-site: {request.url}")
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.context.close()
+
+    def register(self, name):
+        page = self.page
+        page.fill("#auth-form [name=username]", name)
+        page.fill("#auth-form [name=email]", f"{name}@example.com")
+        page.fill("#auth-form [name=password]", PASSWORD)
+        page.click("#auth-form button[name=register]")
+        expect(page.locator("#me")).to_have_text(name)
+        assert page.evaluate("typeof io") == "function", self.problems  # the CDN script ran
+        # Polling first, then the upgrade: the page's CSP (connect-src 'self') allows the WebSocket.
+        page.wait_for_function("socket?.io.engine?.transport.name === 'websocket'")
+        assert not self.problems, self.problems
+        self.name = name
+        self.session = page.evaluate("JSON.parse(sessionStorage.getItem('chatapp'))")
+
+    def conversation(self, peer):
+        return self.page.locator("#conversations li", has_text=peer.name)
+
+    def message(self, text, mine):
+        return self.page.locator(f"#list li.{'mine' if mine else 'theirs'}", has_text=text)
+
+    def send(self, text):
+        self.page.locator("#text").press_sequentially(text)
+        self.page.press("#text", "Enter")
+        expect(self.message(text, mine=True)).to_be_visible()
+
+
+def test_two_people_chat_in_the_browser(live_server, browser, tmp_path):
+    tag = uuid.uuid4().hex[:6]
+    alice, bob = Person(browser, live_server.url), Person(browser, live_server.url)
+    try:
+        alice.register(f"alice_{tag}")
+        bob.register(f"bob_{tag}")
+
+        # Alice finds Bob (online) and writes first; Bob sees an unread badge and Alice online.
+        alice.page.fill("#find", bob.name)
+        alice.page.locator("#found li", has_text=bob.name).click()
+        expect(alice.page.locator("#peer-name")).to_have_text(bob.name)
+        expect(alice.page.locator("#peer-dot")).to_have_class("dot online")
+        alice.send("hello bob")
+        expect(bob.conversation(alice).locator(".badge")).to_have_text("1")
+        expect(bob.conversation(alice).locator(".dot")).to_have_class("dot online")
+
+        # Bob opens it: the message is there, the badge goes, Alice gets a read receipt.
+        bob.conversation(alice).click()
+        expect(bob.message("hello bob", mine=False)).to_be_visible()
+        expect(bob.conversation(alice).locator(".badge")).to_have_count(0)
+        expect(alice.message("hello bob", mine=True).locator(".status")).to_have_text("read")
+
+        # Bob types: Alice sees it; Bob sends: Alice gets it (and reads it, as it is open).
+        bob.page.locator("#text").press_sequentially("hi alice")
+        expect(alice.page.locator("#typing")).to_have_text(f"{bob.name} is typing…")
+        bob.page.press("#text", "Enter")
+        expect(alice.message("hi alice", mine=False)).to_be_visible()
+        expect(alice.page.locator("#typing")).to_have_text("")
+        expect(bob.message("hi alice", mine=True).locator(".status")).to_have_text("read")
+        alice.send("how are you?")
+        expect(bob.message("how are you?", mine=False)).to_be_visible()
+
+        # Alice edits, then deletes, her first message: Bob's page follows.
+        alice.page.once("dialog", lambda dialog: dialog.accept("hello bob (edited)"))
+        alice.message("hello bob", mine=True).get_by_role("button", name="edit").click()
+        expect(bob.message("hello bob (edited)", mine=False)).to_contain_text("edited")
+        alice.page.once("dialog", lambda dialog: dialog.accept())
+        alice.message("hello bob (edited)", mine=True).get_by_role("button", name="delete").click()
+        expect(bob.message("message deleted", mine=False)).to_have_count(1)
+        expect(bob.page.locator("#list li")).to_have_count(3)
+        bob.page.screenshot(path=tmp_path / "bob.png")
+        alice.page.screenshot(path=tmp_path / "alice.png")
+
+        # History paging: after 35 more messages the page shows 30 and loads the rest on demand.
+        for i in range(35):
+            sent = requests.post(f"{live_server.url}/api/chat/send", timeout=10,
+                                 headers={"Authorization": f"Bearer {alice.session['token']}"},
+                                 json={"receiver": bob.session["me"]["id"], "content": f"bulk {i}"})
+            assert sent.status_code == 201, sent.text
+        bob.page.reload()
+        bob.conversation(alice).click()
+        expect(bob.page.locator("#list li")).to_have_count(30)
+        bob.page.click("#older")
+        expect(bob.page.locator("#list li")).to_have_count(38)
+        expect(bob.page.locator("#older")).to_be_hidden()
+        expect(bob.page.locator("#list li").first).to_contain_text("message deleted")
+        expect(bob.page.locator("#list li").last).to_contain_text("bulk 34")
+
+        # Presence: Alice leaves, Bob sees her go offline.
+        alice.close()
+        expect(bob.page.locator("#peer-dot")).to_have_class("dot")
+        expect(bob.conversation(alice).locator(".dot")).to_have_class("dot")
+
+        assert (tmp_path / "bob.png").stat().st_size > 0
+        assert not alice.problems and not bob.problems, alice.problems + bob.problems
+    finally:
+        for person in (alice, bob):
+            person.close()
+
