@@ -40,8 +40,9 @@ def next_link(response):
 def assert_error(response, status, code):
     assert response.status_code == status, response.get_json()
     body = response.get_json()
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str)
+    assert set(body) == {"error"} and body["error"]["code"] == code, body
+    assert set(body["error"]) <= {"code", "message", "details"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     return body["error"]
 
 

@@ -4,6 +4,7 @@ import json
 import time
 from datetime import timedelta
 
+import jwt as pyjwt
 import pytest
 from bson import ObjectId
 
@@ -29,11 +30,23 @@ def wait_for(predicate, timeout=3.0):
     return predicate()
 
 
+def collect(sc, count, timeout=3.0):
+    """Events received until there are `count` of them (or the timeout)."""
+    events = []
+    deadline = time.monotonic() + timeout
+    while len(events) < count and time.monotonic() < deadline:
+        events += received(sc)
+        time.sleep(0.01)
+    return events
+
+
 def error_ack(code):
+    """A check for `{"ok": false, "error": {"code": code, "message", "details"?}}`, exactly."""
     def check(ack):
-        assert ack["ok"] is False, ack
+        assert set(ack) == {"ok", "error"} and ack["ok"] is False, ack
         assert ack["error"]["code"] == code, ack
-        assert isinstance(ack["error"]["message"], str)
+        assert set(ack["error"]) <= {"code", "message", "details"}, ack
+        assert isinstance(ack["error"]["message"], str) and ack["error"]["message"]
         return True
     return check
 
@@ -420,39 +433,47 @@ def test_edit_and_delete_events_reach_both_sides(socket_client, client, pair, au
 # --- typing ------------------------------------------------------------------------------------------------
 
 class TestTyping:
+    TIMEOUT = 0.6
+
     @pytest.fixture
     def app(self):
-        return create_app(TestingConfig, TYPING_TIMEOUT=0.3)
+        return create_app(TestingConfig, TYPING_TIMEOUT=self.TIMEOUT)
 
     def test_typing_is_relayed_not_stored_and_lapses(self, socket_client, client, pair):
         alice, bob = pair
         a1, a2, b1 = socket_client(alice), socket_client(alice), socket_client(bob)
         ack = a1.emit("typing", {"receiver": bob.id, "typing": True}, callback=True)
         assert ack == {"ok": True}
-        assert received(b1) == [("typing", {"sender": alice.id, "typing": True})]
+        events = collect(b1, 2, timeout=3)
+        assert events == [("typing", {"sender": alice.id, "typing": True}),
+                          ("typing", {"sender": alice.id, "typing": False})]
         assert received(a1) == [] and received(a2) == []
-        lapsed = wait_for(lambda: received(b1), timeout=2)
-        assert lapsed == [("typing", {"sender": alice.id, "typing": False})]
         assert history(client, alice, alice, bob).get_json() == []
         assert client.get("/api/chat/conversations", headers=bob.headers).get_json() == []
 
-    def test_explicit_stop_does_not_lapse_again_and_repeat_extends(self, socket_client, pair):
+    def test_explicit_stop_does_not_lapse_again(self, socket_client, pair):
         alice, bob = pair
         a1, b1 = socket_client(alice), socket_client(bob)
         a1.emit("typing", {"receiver": bob.id, "typing": True}, callback=True)
         a1.emit("typing", {"receiver": bob.id, "typing": False}, callback=True)
         assert [p["typing"] for _, p in received(b1)] == [True, False]
-        time.sleep(0.6)
+        time.sleep(self.TIMEOUT + 0.4)
         assert received(b1) == []
-        # repeating within the timeout pushes the lapse back: one false, after the last true
+
+    def test_repeating_pushes_the_lapse_back(self, socket_client, pair):
+        alice, bob = pair
+        a1, b1 = socket_client(alice), socket_client(bob)
         a1.emit("typing", {"receiver": bob.id, "typing": True}, callback=True)
-        time.sleep(0.2)
+        time.sleep(self.TIMEOUT / 3)
         a1.emit("typing", {"receiver": bob.id, "typing": True}, callback=True)
-        time.sleep(0.2)
-        assert [p["typing"] for _, p in received(b1)] == [True, True]
-        lapsed = wait_for(lambda: received(b1), timeout=2)
-        assert lapsed == [("typing", {"sender": alice.id, "typing": False})]
-        time.sleep(0.4)
+        repeated_at = time.monotonic()
+        events = collect(b1, 3, timeout=3)
+        lapsed_after = time.monotonic() - repeated_at
+        assert [p for _, p in events] == [{"sender": alice.id, "typing": True}] * 2 + [
+            {"sender": alice.id, "typing": False}]
+        # the first true's timer would have fired TIMEOUT/3 earlier than this
+        assert lapsed_after >= self.TIMEOUT - 0.1
+        time.sleep(self.TIMEOUT)
         assert received(b1) == []
 
     @pytest.mark.parametrize("payload", [
@@ -503,13 +524,17 @@ def test_presence_goes_to_peers_who_share_a_conversation(socket_client, client, 
 class TestTokenExpiry:
     @pytest.fixture
     def app(self):
-        return create_app(TestingConfig, JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=1))
+        return create_app(TestingConfig, JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=2))
 
-    def test_next_event_after_expiry_is_refused_and_socket_closed(self, socket_client, pair):
-        alice, bob = pair
-        a1, b1 = socket_client(alice), socket_client(bob)
+    def test_next_event_after_expiry_is_refused_and_socket_closed(self, socket_client, auth):
+        bob = auth.user()
+        b1 = socket_client(bob)
+        alice = auth.user()
+        a1 = socket_client(alice)
+        assert a1.is_connected() and b1.is_connected()
         assert a1.emit("join", alice.id, callback=True) == {"ok": True}
-        time.sleep(2.1)
+        expires = pyjwt.decode(alice.token, options={"verify_signature": False})["exp"]
+        time.sleep(max(0.0, expires - time.time()) + 0.2)
         ack = a1.emit("chat message", {"receiver": bob.id, "content": "late"}, callback=True)
         assert error_ack("token_expired")(ack)
         assert wait_for(lambda: not a1.is_connected(), timeout=3)
