@@ -104,9 +104,13 @@ function start() {
     if (peer) await openConversation(peer);
   }));
   socket.on("connect_error", async (err) => {
-    if (err.message === "token_expired" && (await refresh())) return socket.connect();
-    if (err.data?.code) return signOut(); // unauthorized, token_revoked: log in again
-    $("#error").textContent = `offline (${err.message}), retrying…`; // the client retries by itself
+    const code = err.data?.code; // set when the server refused the handshake
+    if (code === "token_expired" && (await refresh())) return socket.connect();
+    if (["unauthorized", "token_expired", "token_revoked"].includes(code)) return signOut();
+    $("#error").textContent = `offline (${err.message}), retrying…`;
+    // Network errors are retried by the client itself; a refusal (e.g. database down) is not.
+    const refused = socket;
+    if (!refused.active) setTimeout(() => socket === refused && refused.connect(), 3000);
   });
   socket.on("disconnect", async (reason) => {
     // The server closes the socket when the token expires (or on logout-all).
