@@ -100,6 +100,26 @@ class Config:
     OPENAPI_VERSION = "3.1.0"
     OPENAPI_URL_PREFIX = "/api"
     OPENAPI_JSON_PATH = "openapi.json"
+    RATELIMIT_STRATEGY = env("RATELIMIT_STRATEGY", default="fixed-window")
+    RATELIMIT_KEY_PREFIX = "chatapp"
+    RATELIMIT_HEADERS_ENABLED = True
+    # Limit storage down: serve without limits (logged) rather than fail every request.
+    RATELIMIT_SWALLOW_ERRORS = True
+    # "N per second|minute|hour|day", several joined by ";". Register and login: per client
+    # address; ACCOUNT: per email, for register and login each; SEND: per user, REST and
+    # sockets together.
+    RATELIMIT_REGISTER = env("RATELIMIT_REGISTER", default="20 per hour")
+    RATELIMIT_LOGIN = env("RATELIMIT_LOGIN", default="30 per minute")
+    RATELIMIT_ACCOUNT = env("RATELIMIT_ACCOUNT", default="10 per minute")
+    RATELIMIT_SEND = env("RATELIMIT_SEND", default="120 per minute")
+
+    # Proxies in front of the app (nginx alone: 1) whose X-Forwarded-For/-Proto are trusted
+    # for the client address and scheme. 0: none (the headers are ignored).
+    TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
+    # Presence across processes: each process holding sockets heartbeats; the sockets of a
+    # process silent for PRESENCE_STALE_SECONDS (it died) are forgotten. 0 turns it off.
+    PRESENCE_HEARTBEAT_SECONDS = env_int("PRESENCE_HEARTBEAT_SECONDS", 10)
+    PRESENCE_STALE_SECONDS = env_int("PRESENCE_STALE_SECONDS", 30)
     OPENAPI_SWAGGER_UI_PATH = "docs"
     OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/"
 
@@ -140,7 +160,10 @@ class ProductionConfig(Config):
     ENV_NAME = "production"
 
     @classmethod
+    RATELIMIT_STORAGE_URI = "memory://"
     def validate(cls):
+    TRUSTED_PROXIES = 0
+    PRESENCE_HEARTBEAT_SECONDS = 0  # tests call chatapp.chat.heartbeat.beat/sweep themselves
         super().validate()
         if not cls.JWT_SECRET_KEY:
             raise ConfigError(

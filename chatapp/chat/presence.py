@@ -5,18 +5,21 @@ so every server process agrees on who is online.
 """
 import itertools
 import os
+import secrets
 import socket
 import threading
 from datetime import datetime, timezone
 
 from chatapp import realtime
-from chatapp.chat import store
+from chatapp.chat import heartbeat, store
 from chatapp.extensions import socketio
 from chatapp.schemas import iso
 from chatapp.users import service as users
 from chatapp.users import store as user_store
 
-SERVER_ID = f"{socket.gethostname()}:{os.getpid()}"
+# Tags this process's sockets for the heartbeat sweep (chatapp.chat.heartbeat). The random
+# part keeps a restarted process that reuses a pid (containers) from reviving a dead one's.
+SERVER_ID = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 # Typing lapses are per process and per sending socket: a timer generation per key.
 _typing = {}
@@ -26,6 +29,7 @@ _generations = itertools.count(1)
 
 def socket_connected(user_id, sid, claims):
     """Record the socket; the user's first socket turns them online for their peers."""
+    heartbeat.start()  # this process's heartbeat exists before its first socket is recorded
     user_store.add_socket(sid, user_id, SERVER_ID, claims["jti"], claims["sid"])
     if user_store.count_sockets(user_id) == 1:
         _announce(user_id, True, None)

@@ -151,3 +151,25 @@ def remove_server_sockets(server):
     ids = mongo.db.sockets.distinct("user_id", {"server": server})
     mongo.db.sockets.delete_many({"server": server})
     return ids
+
+
+# --- server processes' heartbeats (chatapp.chat.heartbeat) ---------------------------
+
+def beat_server(server, when):
+    mongo.db.servers.replace_one({"_id": server}, {"_id": server, "seen_at": when}, upsert=True)
+
+
+def stale_servers(cutoff):
+    """Servers holding sockets whose last heartbeat is older than `cutoff` (or missing)."""
+    alive = set(mongo.db.servers.distinct("_id", {"seen_at": {"$gte": cutoff}}))
+    return [server for server in mongo.db.sockets.distinct("server") if server not in alive]
+
+
+def server_sockets(server):
+    """(socket id, user id) of every socket a server process recorded."""
+    return [(doc["_id"], doc["user_id"])
+            for doc in mongo.db.sockets.find({"server": server}, {"user_id": 1})]
+
+
+def forget_server(server):
+    mongo.db.servers.delete_one({"_id": server})
