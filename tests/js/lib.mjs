@@ -65,8 +65,18 @@ export async function logout(user) {
   check(res.status === 200, "logout should answer 200", res);
 }
 
-/** A connected socket (rejects with the connect_error). Options go to io() as they are. */
-export function connect(options) {
+/** A connected socket; fails naming the refusal. Options go to io() as they are. */
+export async function connect(options) {
+  try {
+    return await rawConnect(options);
+  } catch (err) {
+    const how = Object.entries(options).map(([k, v]) => `${k}: ${Array.isArray(v) ? v : Object.keys(v)}`).join(", ");
+    throw new Error(`connection with {${how}} refused: ${err.message} ${JSON.stringify(err.data)}`);
+  }
+}
+
+/** A connected socket, or the client's connect_error as the rejection. */
+function rawConnect(options) {
   return new Promise((resolve, reject) => {
     const socket = io(baseUrl, { transports: ["websocket"], reconnection: false, ...options });
     socket.once("connect", () => resolve(socket));
@@ -80,7 +90,7 @@ export function connect(options) {
 /** The connect_error a refused connection produces (fails if the connection is accepted). */
 export async function refusal(options) {
   try {
-    const socket = await connect(options);
+    const socket = await rawConnect(options);
     socket.close();
   } catch (err) {
     return err;
