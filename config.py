@@ -153,17 +153,17 @@ class TestingConfig(Config):
     MONGO_URI = env("TEST_MONGO_URI")
     MONGO_DB_NAME = env("TEST_MONGO_DB_NAME", default="chatapp_test")
     RATELIMIT_ENABLED = False
+    RATELIMIT_STORAGE_URI = "memory://"
     SOCKETIO_MESSAGE_QUEUE = None
+    TRUSTED_PROXIES = 0
+    PRESENCE_HEARTBEAT_SECONDS = 0  # tests call chatapp.chat.heartbeat.beat/sweep themselves
 
 
 class ProductionConfig(Config):
     ENV_NAME = "production"
 
     @classmethod
-    RATELIMIT_STORAGE_URI = "memory://"
     def validate(cls):
-    TRUSTED_PROXIES = 0
-    PRESENCE_HEARTBEAT_SECONDS = 0  # tests call chatapp.chat.heartbeat.beat/sweep themselves
         super().validate()
         if not cls.JWT_SECRET_KEY:
             raise ConfigError(

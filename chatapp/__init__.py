@@ -42,22 +42,25 @@ def configure_logging(app):
 
 
 def register_extensions(app):
+    from chatapp import cors, limits, proxy
     from chatapp.extensions import api, jwt, mongo, socketio
 
     mongo.init_app(app)
     jwt.init_app(app)
     api.init_app(app, spec_kwargs={"components": {"securitySchemes": {
         "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}}})
-    origins = app.config["CORS_ORIGINS"] or None  # None: same origin only (python-engineio)
+    cors.init_app(app)  # one origin policy for REST and Socket.IO
+    limits.init_app(app)
     socketio.init_app(
         app,
         async_mode=app.config["ASYNC_MODE"],
         message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
-        cors_allowed_origins=origins,
+        cors_allowed_origins=cors.socketio_origins(app),
         max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],
         logger=False,
         engineio_logger=False,
     )
+    proxy.trust_proxies(app)  # outermost, so Socket.IO sees the corrected environ too
 
 
 def register_blueprints(app):

@@ -12,6 +12,7 @@ from bson import ObjectId
 from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, join_room
 
+from chatapp import limits
 from chatapp.chat import presence, service
 from chatapp.chat.schemas import DeliveredSchema, SendMessageSchema, SocketReadSchema, TypingSchema
 from chatapp.errors import (
@@ -116,6 +117,7 @@ def on_join(user_id, data):
 @socket_event
 def on_chat_message(user_id, data):
     """Token holder: send a message, as `POST /api/chat/send`; ack carries the Message."""
+    limits.check_socket_send(user_id)  # the same per-user budget as the REST route
     message, _ = service.send_message(user_id, load(send_schema, data), origin_sid=request.sid)
     return {"ok": True, "message": message}
 

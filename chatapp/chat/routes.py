@@ -4,6 +4,7 @@ from urllib.parse import urlencode
 from flask import g, request
 from flask_smorest import Blueprint
 
+from chatapp import limits
 from chatapp.auth import auth_required
 from chatapp.chat import service
 from chatapp.chat.schemas import (
@@ -29,6 +30,7 @@ HISTORY_DOC = {"description": "Messages, newest first. `Link: <url>; rel=\"next\
 @blp.alt_response(403, **error_doc(403, "`forbidden`: `sender` is not the token's user"))
 @blp.alt_response(404, **error_doc(404, "`not_found`: unknown receiver"))
 @blp.alt_response(429, **error_doc(429))
+@limits.limit_send
 def send_message(body):
     """Token holder: send a message as themself; delivered in real time to both sides."""
     message, created = service.send_message(g.user_id, body)

@@ -2,6 +2,7 @@
 from flask import g, request
 from flask_smorest import Blueprint
 
+from chatapp import limits
 from chatapp.auth import auth_required
 from chatapp.errors import InvalidCredentials, Unauthorized
 from chatapp.openapi import error_doc
@@ -23,6 +24,7 @@ BEARER = [{"bearerAuth": []}]
 @blp.alt_response(201, schema=RegisterResponseSchema, description="Created")
 @blp.alt_response(409, **error_doc(409, "`conflict`: username or email taken; `details` names it"))
 @blp.alt_response(429, **error_doc(429))
+@limits.limit_register
 def register_user(body):
     """Anyone: create an account; returns the new User."""
     user = service.register(body["username"], body["email"], body["password"])
@@ -37,6 +39,7 @@ def register_user(body):
     401, "`invalid_credentials`: unknown email or wrong password (one answer for both)",
     example=InvalidCredentials()))
 @blp.alt_response(429, **error_doc(429))
+@limits.limit_login
 def login_user(body):
     """Anyone: exchange email and password for access and refresh tokens."""
     return service.login(body["email"], body["password"])

@@ -1,0 +1,97 @@
+"""Rate limits (Flask-Limiter), shared by every process through RATELIMIT_STORAGE_URI.
+
+- register and login: per client address and per account (the email in the body);
+- message sends: per user, one budget for REST (`POST /api/chat/send`) and sockets
+  (`chat message`), so a client cannot double its rate by switching transport.
+
+REST breaches raise Flask-Limiter's 429, which leaves through the one error envelope
+(`chatapp.errors`) with `Retry-After` and `X-RateLimit-*`; sockets get the same code in
+the ack. Limits are settings (`RATELIMIT_REGISTER`, `RATELIMIT_LOGIN`,
+`RATELIMIT_ACCOUNT`, `RATELIMIT_SEND`); `RATELIMIT_ENABLED=false` turns all off.
+"""
+import logging
+import time
+
+from flask import current_app, g, request
+from limits import parse_many
+
+from chatapp.errors import RateLimited
+from chatapp.extensions import limiter
+from config import ConfigError
+
+log = logging.getLogger(__name__)
+
+SETTINGS = ("RATELIMIT_REGISTER", "RATELIMIT_LOGIN", "RATELIMIT_ACCOUNT", "RATELIMIT_SEND")
+SEND_SCOPE = "send_message"
+
+
+def init_app(app):
+    for name in SETTINGS:
+        try:
+            parse_many(app.config[name])
+        except ValueError:
+            raise ConfigError(f"{name} is not a rate limit like '10 per minute': "
+                              f"{app.config[name]!r}") from None
+    limiter.init_app(app)
+
+
+def _setting(name):
+    return lambda: current_app.config[name]
+
+
+def account_key():
+    """The account a register/login body names (validated before the limit is counted)."""
+    body = request.get_json(silent=True) or {}
+    email = body.get("email")
+    return email.strip().lower() if isinstance(email, str) and email.strip() else "-"
+
+
+def caller_key():
+    return str(g.user_id)
+
+
+def _compose(*decorators):
+    def apply(view):
+        for decorator in reversed(decorators):
+            view = decorator(view)
+        return view
+
+    return apply
+
+
+# Innermost decorators of their views: they run after authentication and validation.
+limit_register = _compose(
+    limiter.limit(_setting("RATELIMIT_REGISTER"), scope="address",
+                  error_message="too many registrations from this address, try again later"),
+    limiter.limit(_setting("RATELIMIT_ACCOUNT"), key_func=account_key, scope="account",
+                  error_message="too many attempts for this account, try again later"),
+)
+limit_login = _compose(
+    limiter.limit(_setting("RATELIMIT_LOGIN"), scope="address",
+                  error_message="too many login attempts from this address, try again later"),
+    limiter.limit(_setting("RATELIMIT_ACCOUNT"), key_func=account_key, scope="account",
+                  error_message="too many login attempts for this account, try again later"),
+)
+limit_send = limiter.shared_limit(_setting("RATELIMIT_SEND"), scope=SEND_SCOPE, key_func=caller_key,
+                                  error_message="too many messages, slow down")
+
+
+def check_socket_send(user_id):
+    """Count one socket send against the user's send budget (the REST one); else RateLimited."""
+    if not (limiter.enabled and limiter.initialized):
+        return
+    keys = [str(user_id), SEND_SCOPE]
+    prefix = current_app.config.get("RATELIMIT_KEY_PREFIX")
+    if prefix:
+        keys.insert(0, prefix)
+    try:
+        for item in parse_many(current_app.config["RATELIMIT_SEND"]):
+            if not limiter.limiter.hit(item, *keys):
+                reset_at = limiter.limiter.get_window_stats(item, *keys).reset_time
+                retry_after = max(1, int(reset_at - time.time() + 0.999))
+                raise RateLimited("too many messages, slow down",
+                                  details={"limit": str(item), "retry_after": retry_after})
+    except RateLimited:
+        raise
+    except Exception:  # noqa: BLE001 - limit storage down: serve, as REST does (swallow_errors)
+        log.warning("rate limit storage unavailable; socket send not counted", exc_info=True)
