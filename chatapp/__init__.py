@@ -44,6 +44,7 @@ def configure_logging(app):
 def register_extensions(app):
     from chatapp import cors, limits, proxy
     from chatapp.extensions import api, jwt, mongo, socketio
+    from chatapp.packets import close_on_malformed_packets
 
     mongo.init_app(app)
     jwt.init_app(app)
@@ -60,6 +61,7 @@ def register_extensions(app):
         logger=False,
         engineio_logger=False,
     )
+    close_on_malformed_packets(socketio.server)
     proxy.trust_proxies(app)  # outermost, so Socket.IO sees the corrected environ too
 
 
@@ -96,7 +98,10 @@ def register_request_checks(app):
             return
         if not request.is_json:
             raise UnsupportedMediaType()
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # nested deeper than the parser goes: unparseable, not a crash
+            body = None
         if not isinstance(body, dict):
             raise InvalidJson()
 

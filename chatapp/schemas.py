@@ -3,11 +3,12 @@
 The same marshmallow schemas validate REST bodies (through flask-smorest, which
 also builds the OpenAPI document from them) and socket payloads (through `load`).
 """
+from collections.abc import Mapping
 from datetime import timezone
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, fields, pre_load, validate
 from marshmallow import ValidationError as MarshmallowError
 
 from chatapp.errors import ValidationError
@@ -18,6 +19,25 @@ class InputSchema(Schema):
 
     class Meta:
         unknown = EXCLUDE
+
+    @pre_load
+    def reject_lone_surrogates(self, data, **kwargs):
+        """`"\\ud800"` is valid JSON but not text: it cannot be stored or hashed (422, not 500)."""
+        if isinstance(data, Mapping):
+            declared = {field.data_key or name for name, field in self.load_fields.items()}
+            bad = {key: ["Not valid Unicode text (lone surrogate)."] for key in declared
+                   if isinstance(data.get(key), str) and not _is_unicode_text(data[key])}
+            if bad:
+                raise MarshmallowError(bad)
+        return data
+
+
+def _is_unicode_text(value):
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ObjectIdField(fields.String):
