@@ -113,14 +113,7 @@ def register_socket_handlers(app):
 
 def register_startup(app):
     from chatapp.extensions import mongo
-    from chatapp.startup import ensure_indexes
+    from chatapp.startup import ensure_indexes_or_retry
 
-    with app.app_context():
-        try:
-            ensure_indexes()
-        except Exception:  # noqa: BLE001 - a database down at start-up must not stop the process
-            logging.getLogger("chatapp").exception(
-                "could not create indexes at start-up (database unreachable?); "
-                "they will be created on the next start"
-            )
+    ensure_indexes_or_retry(app)  # a database down at start-up must not stop the process
     atexit.register(mongo.close)

@@ -40,13 +40,17 @@ def _is_unicode_text(value):
     return True
 
 
+# What `parse_object_id` accepts (bson takes either case), as documented in OpenAPI.
+OBJECT_ID_PATTERN = "^[0-9a-fA-F]{24}$"
+
+
 class ObjectIdField(fields.String):
     """A 24-hex ObjectId string in, `bson.ObjectId` out."""
 
     default_error_messages = {"invalid_id": "Not a valid id (24 hex characters)."}
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("metadata", {}).setdefault("pattern", "^[0-9a-f]{24}$")
+        kwargs.setdefault("metadata", {}).setdefault("pattern", OBJECT_ID_PATTERN)
         super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):

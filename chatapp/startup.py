@@ -1,8 +1,51 @@
-"""Start-up work: every index each store's queries rely on, declared idempotently."""
+"""Start-up work: every index each store's queries rely on, declared idempotently.
+
+A database that is down at start-up does not stop the process (it serves 503s and
+/healthz meanwhile); the indexes are then created as soon as it answers, without a
+restart, because the unique ones are what keeps usernames, emails and retried
+messages from being stored twice.
+"""
+import logging
+
 from chatapp.chat import store as chat_store
+from chatapp.errors import DB_DOWN_ERRORS
+from chatapp.extensions import mongo, socketio
 from chatapp.users import store as user_store
+
+log = logging.getLogger(__name__)
+RETRY_SECONDS = 5
 
 
 def ensure_indexes():
     user_store.ensure_indexes()
     chat_store.ensure_indexes()
+
+
+def ensure_indexes_or_retry(app):
+    """Create the indexes now, or keep trying in the background until the database answers."""
+    if _try_ensure_indexes(app):
+        return
+    socketio.start_background_task(_retry, app, mongo.client)
+
+
+def _try_ensure_indexes(app):
+    with app.app_context():
+        try:
+            ensure_indexes()
+        except DB_DOWN_ERRORS as exc:
+            log.warning("database unreachable, indexes not created yet (retrying every %ss): %s",
+                        RETRY_SECONDS, exc)
+            return False
+        except Exception:  # noqa: BLE001 - logged; the process serves on without them
+            log.exception("could not create indexes; retrying every %ss", RETRY_SECONDS)
+            return False
+    return True
+
+
+def _retry(app, client):
+    # Ends when another create_app() has replaced the client (tests build many apps).
+    while mongo.client is client:
+        socketio.sleep(RETRY_SECONDS)
+        if mongo.client is client and _try_ensure_indexes(app):
+            log.info("database reachable again: indexes created")
+            return
