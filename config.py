@@ -89,6 +89,11 @@ class Config:
     SOCKETIO_MAX_HTTP_BUFFER_SIZE = env_int("SOCKETIO_MAX_HTTP_BUFFER_SIZE", 1_000_000)
     CORS_ORIGINS = env_list("CORS_ORIGINS")
     TYPING_TIMEOUT = 5.0
+    # Connection caps, counted over every process (the shared sockets collection); a socket
+    # over a cap is refused with `rate_limited`. 0 turns a cap off. The address is the one
+    # the app sees: behind a proxy that is the proxy's, hence off by default.
+    MAX_SOCKETS_PER_USER = env_int("MAX_SOCKETS_PER_USER", 20)
+    MAX_SOCKETS_PER_ADDRESS = env_int("MAX_SOCKETS_PER_ADDRESS", 0)
 
     # Rate limits (see chatapp/limits.py).
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)

@@ -58,7 +58,7 @@ def on_connect(auth=None):
         user_id = ObjectId(claims["sub"])
         request.environ[SESSION_KEY] = {"user_id": user_id, "exp": claims["exp"]}
         join_room(str(user_id))
-        presence.socket_connected(user_id, request.sid, claims)
+        presence.socket_connected(user_id, request.sid, claims, request.remote_addr)
     except Exception as exc:  # noqa: BLE001 - bad token or database down: refuse, never crash
         error = as_api_error(exc)
         raise ConnectionRefusedError(error.code, {"code": error.code}) from None

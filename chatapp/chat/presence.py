@@ -10,8 +10,11 @@ import socket
 import threading
 from datetime import datetime, timezone
 
+from flask import current_app
+
 from chatapp import realtime
 from chatapp.chat import heartbeat, store
+from chatapp.errors import RateLimited
 from chatapp.extensions import socketio
 from chatapp.schemas import iso
 from chatapp.users import service as users
@@ -27,12 +30,29 @@ _typing_lock = threading.Lock()
 _generations = itertools.count(1)
 
 
-def socket_connected(user_id, sid, claims):
-    """Record the socket; the user's first socket turns them online for their peers."""
+def socket_connected(user_id, sid, claims, address=None):
+    """Record the socket within the connection caps (else `rate_limited`); the user's first
+    socket turns them online for their peers."""
     heartbeat.start()  # this process's heartbeat exists before its first socket is recorded
-    user_store.add_socket(sid, user_id, SERVER_ID, claims["jti"], claims["sid"])
-    if user_store.count_sockets(user_id) == 1:
+    user_store.add_socket(sid, user_id, SERVER_ID, claims["jti"], claims["sid"], address)
+    # Counted after the insert: two connects racing for the last place cannot both get it.
+    count = user_store.count_sockets(user_id)
+    refusal = _over_cap(count, address)
+    if refusal:
+        user_store.remove_socket(sid)
+        raise RateLimited(refusal)
+    if count == 1:
         _announce(user_id, True, None)
+
+
+def _over_cap(user_count, address):
+    per_user = current_app.config["MAX_SOCKETS_PER_USER"]
+    per_address = current_app.config["MAX_SOCKETS_PER_ADDRESS"]
+    if per_user and user_count > per_user:
+        return f"too many connections for this user (at most {per_user})"
+    if per_address and address and user_store.count_sockets_from(address) > per_address:
+        return f"too many connections from this address (at most {per_address})"
+    return None
 
 
 def socket_disconnected(user_id, sid):

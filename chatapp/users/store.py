@@ -25,6 +25,7 @@ def ensure_indexes():
     mongo.db.sockets.create_index([("server", ASCENDING)], name="sockets_by_server")
     mongo.db.sockets.create_index([("sid", ASCENDING)], name="sockets_by_login")
     mongo.db.sockets.create_index([("jti", ASCENDING)], name="sockets_by_token")
+    mongo.db.sockets.create_index([("address", ASCENDING)], name="sockets_by_address")
 
 
 def insert_user(doc):
@@ -115,11 +116,11 @@ def is_revoked(*token_ids):
 
 # --- presence: one document per connected socket, in shared storage ------------------
 
-def add_socket(sid, user_id, server, token_id, session_id):
+def add_socket(sid, user_id, server, token_id, session_id, address=None):
     mongo.db.sockets.replace_one(
         {"_id": sid},
         {"_id": sid, "user_id": user_id, "server": server, "jti": token_id, "sid": session_id,
-         "connected_at": datetime.now(timezone.utc)},
+         "address": address, "connected_at": datetime.now(timezone.utc)},
         upsert=True,
     )
 
@@ -140,6 +141,10 @@ def socket_ids_of_sessions(*token_ids):
 
 def count_sockets(user_id):
     return mongo.db.sockets.count_documents({"user_id": user_id})
+
+
+def count_sockets_from(address):
+    return mongo.db.sockets.count_documents({"address": address})
 
 
 def online_user_ids(user_ids):
