@@ -94,6 +94,8 @@ class Config:
     # the app sees: behind a proxy that is the proxy's, hence off by default.
     MAX_SOCKETS_PER_USER = env_int("MAX_SOCKETS_PER_USER", 20)
     MAX_SOCKETS_PER_ADDRESS = env_int("MAX_SOCKETS_PER_ADDRESS", 0)
+    # `python wsgi.py` on SIGTERM: stop accepting, close sockets, finish requests, exit 0.
+    SHUTDOWN_GRACE = env_int("SHUTDOWN_GRACE", 10)
 
     # Rate limits (see chatapp/limits.py).
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)

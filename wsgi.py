@@ -20,6 +20,7 @@ elif ASYNC_MODE == "gevent":
     monkey.patch_all()
 
 import logging  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 
 from config import ConfigError  # noqa: E402
@@ -41,11 +42,74 @@ def main():
                                       "localhost" if host == "0.0.0.0" else host, port,
                                       app.config["ASYNC_MODE"])
     print(f"chatapp: serving on http://localhost:{port}  (Ctrl-C to stop)", flush=True)
-    kwargs = {"host": host, "port": port, "allow_unsafe_werkzeug": True}
     if app.config["ASYNC_MODE"] == "eventlet":
-        kwargs = {"host": host, "port": port, "max_size": int(os.environ.get("MAX_CONNECTIONS", 10000)),
-                  "log_output": os.environ.get("ACCESS_LOG", "0") == "1"}
-    socketio.run(app, **kwargs)
+        serve_eventlet(host, port)
+    else:
+        socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True)
+
+
+def serve_eventlet(host, port):
+    """eventlet's WSGI server until SIGTERM (or Ctrl-C), then a graceful stop, exit status 0.
+
+    On the signal: close every Socket.IO connection (clients see the server close it and
+    reconnect, to another process behind the balancer), stop accepting, let in-flight
+    requests finish, close MongoDB. Past SHUTDOWN_GRACE seconds, or on a second signal: exit 1.
+    """
+    import eventlet
+    import eventlet.wsgi
+    import greenlet
+
+    from chatapp.extensions import mongo
+
+    listener = eventlet.listen((host, port))
+    # The signal only writes to a pipe (set_wakeup_fd): that wakes the hub at once, where a
+    # timer scheduled by a Python handler would wait for the hub's current poll to end.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    eventlet.spawn(stop_on_signal, wake_r, greenlet.getcurrent())
+    eventlet.wsgi.server(listener, app, max_size=int(os.environ.get("MAX_CONNECTIONS", 10000)),
+                         log_output=os.environ.get("ACCESS_LOG", "0") == "1")
+    mongo.close()
+    logging.getLogger("chatapp").info("chatapp stopped")
+
+
+def stop_on_signal(wake_r, accept_loop):
+    import eventlet.hubs
+
+    eventlet.hubs.trampoline(wake_r, read=True)
+    os.read(wake_r, 64)
+    hub = eventlet.hubs.get_hub()
+    hub.schedule_call_global(app.config["SHUTDOWN_GRACE"], give_up)
+    close_sockets()
+    # eventlet.wsgi.server ends its accept loop on SystemExit, drops idle connections (open
+    # WebSockets count as idle, hence closing them first), then waits for running requests.
+    hub.schedule_call_global(0, accept_loop.throw, SystemExit())
+    eventlet.hubs.trampoline(wake_r, read=True)
+    give_up()  # a second signal: stop waiting
+
+
+def close_sockets():
+    """Close every Engine.IO connection of this process, each with a CLOSE packet."""
+    import eventlet
+
+    eio = socketio.server.eio
+    clients = list(eio.sockets.values())
+    logging.getLogger("chatapp").info("shutting down: closing %d socket(s), finishing requests",
+                                      len(clients))
+    flushing = eventlet.GreenPool()
+    for client in clients:
+        client.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+        flushing.spawn(client.queue.join)  # until its writer has taken the CLOSE packet
+    with eventlet.Timeout(1, False):  # a client that stopped reading does not hold us up
+        flushing.waitall()
+
+
+def give_up():
+    logging.getLogger("chatapp").warning("still busy after SHUTDOWN_GRACE: exiting anyway")
+    os._exit(1)
 
 
 if __name__ == "__main__":
