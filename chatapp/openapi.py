@@ -18,9 +18,10 @@ import http
 from apispec import BasePlugin
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
+from werkzeug.routing import BaseConverter
 
 from chatapp import errors
-from chatapp.schemas import ErrorSchema
+from chatapp.schemas import OBJECT_ID_PATTERN, ErrorSchema
 
 BODY_METHODS = ("post", "put", "patch", "delete")
 DATABASE_PATH_PREFIX = "/api/"
@@ -120,12 +121,32 @@ class ErrorResponsesPlugin(BasePlugin):
         return statuses
 
 
+class ObjectIdConverter(BaseConverter):
+    """`<objectid:name>`: a path segment that is a 24-hex id; anything else matches no route (404).
+
+    Where a literal route shares a prefix (`/api/user/register` and `/api/user/<user_id>`),
+    this keeps `GET /api/user/register` a 405 instead of a lookup of user "register".
+    """
+
+    regex = OBJECT_ID_PATTERN.strip("^$")
+
+
 class ChatApi(Api):
     """flask-smorest's Api, documenting chatapp's error envelope instead of its own."""
 
     ERROR_SCHEMA = ErrorSchema
     # No `default` response: it would make every status "documented".
     DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_converter(ObjectIdConverter, lambda converter: {
+            "type": "string", "pattern": OBJECT_ID_PATTERN})
+
+    def init_app(self, app, *args, **kwargs):
+        # Before any blueprint is registered: their rules are compiled against the map.
+        app.url_map.converters["objectid"] = ObjectIdConverter
+        super().init_app(app, *args, **kwargs)
 
     def _init_spec(self, *, extra_plugins=None, **kwargs):
         plugins = [*(extra_plugins or ()), ErrorResponsesPlugin()]

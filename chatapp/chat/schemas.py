@@ -10,7 +10,7 @@ class SendMessageSchema(InputSchema):
     receiver = ObjectIdField(required=True, metadata={"example": "665f1b2c9d1e8a0012345678"})
     content = fields.String(required=True, metadata={
         "description": "1 to MAX_MESSAGE_LENGTH code points after trimming; stored as sent",
-        "example": "hello"})
+        "pattern": r"\S", "example": "hello"})  # pattern: a non-whitespace character somewhere
     client_id = fields.String(validate=validate.Length(min=1, max=64), metadata={
         "description": "idempotency key chosen by the client; a retry returns the first message"})
     sender = fields.String(validate=validate.Length(max=64), metadata={
@@ -18,7 +18,8 @@ class SendMessageSchema(InputSchema):
 
 
 class EditMessageSchema(InputSchema):
-    content = fields.String(required=True, metadata={"example": "hello, edited"})
+    content = fields.String(required=True, metadata={
+        "description": "as in SendMessage", "pattern": r"\S", "example": "hello, edited"})
 
 
 class ReadSchema(InputSchema):

@@ -100,7 +100,7 @@ def list_users(query):
     return service.list_users(g.user_id, query["limit"], query.get("cursor"), query.get("q"))
 
 
-@blp.route("/<user_id>", methods=["GET"])
+@blp.route("/<objectid:user_id>", methods=["GET"])
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=UserSchema, description="The User")
 @blp.alt_response(404, **error_doc(404, "`not_found`: unknown or malformed id"))

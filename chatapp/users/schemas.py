@@ -34,8 +34,11 @@ class RegisterSchema(InputSchema):
     )
     email = fields.Email(required=True, validate=validate.Length(max=254),
                          metadata={"example": "alice@example.com"})
-    password = fields.String(required=True, validate=_password_bytes,
-                             metadata={"example": "correct horse battery", "minLength": 8})
+    # JSON Schema counts code points, not bytes: document the bounds 8-72 bytes imply
+    # (a code point is 1-4 bytes), so nothing outside them is ever accepted.
+    password = fields.String(required=True, validate=_password_bytes, metadata={
+        "example": "correct horse battery", "minLength": 2, "maxLength": 72,
+        "description": "8 to 72 bytes in UTF-8 (bcrypt's limit)"})
 
 
 class LoginSchema(InputSchema):
