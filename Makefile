@@ -26,11 +26,18 @@ $(JS_DEPS): tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund
 	touch $@
 
+# A real database process for the outage test, in a venv of its own (it needs pymongo >= 4.18).
+NX_27017 := $(VENV)/nx-27017/bin/nx-27017
+$(NX_27017): tests/requirements-nx-27017.txt | $(PY)
+	$(PYTHON) -m venv $(VENV)/nx-27017
+	$(VENV)/nx-27017/bin/python -m pip install --quiet -r tests/requirements-nx-27017.txt
+	touch $@
+
 run: $(VENV)/.run-deps
 	@echo "chatapp: starting on http://localhost:$(PORT)  (embedded store unless MONGO_DB_URL is set)"
 	PORT=$(PORT) $(PY) wsgi.py
 
-test: $(VENV)/.dev-deps $(JS_DEPS)
+test: $(VENV)/.dev-deps $(JS_DEPS) $(NX_27017)
 	$(PY) -m pytest $(PYTEST_OPTS) $(PYTEST_ARGS)
 
 clean:

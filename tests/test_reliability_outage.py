@@ -1,0 +1,240 @@
+"""Promise 3: a database outage is an error, not a hang or a crash.
+
+A real database process (nx-27017, a MongoDB wire-protocol server backed by SQLite,
+installed by `make test` into .venv/nx-27017) is started, killed and restarted on the
+same port and file under a live eventlet server. What nx-27017 serves: ping, inserts,
+unique indexes, lookups by `_id` and by string fields (login by email, history by
+conversation key). What it does not: filters on ObjectId values in other fields (they
+match nothing) and compound indexes that include `_id` (created, but every later insert
+into that collection fails with "JSON path error near '_id'"). The scenario below stays
+within what it serves: messages without `client_id` (the retry lookup filters on the
+sender's ObjectId), and after start-up the two `(..., _id)` history indexes are dropped
+from nx-27017 (see `drop_indexes_nx_cannot_serve`).
+"""
+import signal
+import subprocess
+import time
+
+import pymongo
+import pytest
+import requests
+
+from tests.live import ROOT, LiveServer, free_port
+from tests.sio_wire import WireClient
+
+NX_27017 = ROOT / ".venv" / "nx-27017" / "bin" / "nx-27017"
+PASSWORD = "correct horse battery"
+# How long a request waits for an unreachable database before its 503 (MONGO_TIMEOUT_MS).
+TIMEOUT_MS = 1000
+# The promise is "within about 3 s"; a request still unanswered after this fails the test.
+ANSWER_WITHIN = 5
+
+pytestmark = pytest.mark.live
+
+
+class DatabaseProcess:
+    """nx-27017 on a loopback port with its data in one SQLite file; stopped by PID."""
+
+    def __init__(self, directory, port):
+        if not NX_27017.exists():
+            pytest.fail(f"{NX_27017} is missing: `make test` installs it "
+                        "(tests/requirements-nx-27017.txt)")
+        self.port = port
+        self.directory = directory
+        self.url = f"mongodb://127.0.0.1:{port}/chatapp"
+        self.proc = None
+
+    def start(self, timeout=20):
+        d = self.directory
+        self.proc = subprocess.Popen(
+            [str(NX_27017), "--host", "127.0.0.1", "-p", str(self.port), "--db", str(d / "db.sqlite"),
+             "--log-file", str(d / "nx.log"), "--pid-file", str(d / "nx.pid")],
+            stdout=open(d / "nx.out", "ab"), stderr=subprocess.STDOUT)
+        client = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=300)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    client.admin.command("ping")
+                    return self
+                except pymongo.errors.PyMongoError:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        self.stop()
+                        raise RuntimeError("nx-27017 did not start: "
+                                           + (d / "nx.out").read_text(errors="replace")[-2000:])
+                    time.sleep(0.2)
+        finally:
+            client.close()
+
+    def stop(self):
+        """Kill it as a crash would (SIGKILL): no goodbye to the app's connections."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def drop_indexes_nx_cannot_serve(self):
+        """nx-27017 turns a compound index naming `_id` into a broken JSON path that fails
+        every later insert into the collection; MongoDB serves them. Drop those two."""
+        client = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=2000)
+        try:
+            messages = client.get_default_database().messages
+            for name in messages.index_information():
+                if name.endswith("__id"):
+                    messages.drop_index(name)
+        finally:
+            client.close()
+
+
+@pytest.fixture
+def database(tmp_path):
+    db = DatabaseProcess(tmp_path, free_port())
+    yield db
+    db.stop()
+
+
+def app_server(tmp_path, database):
+    env = {"MONGO_DB_URL": database.url, "MONGO_TIMEOUT_MS": str(TIMEOUT_MS),
+           "LOG_LEVEL": "WARNING"}
+    return LiveServer(env=env, log_path=tmp_path / "app.log")
+
+
+def register_and_login(url, name):
+    email = f"{name}@example.com"
+    response = requests.post(url + "/api/user/register", timeout=10,
+                             json={"username": name, "email": email, "password": PASSWORD})
+    assert response.status_code == 201, response.text
+    response = requests.post(url + "/api/user/login", timeout=10,
+                             json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return body["userId"], {"Authorization": f"Bearer {body['access_token']}"}, body
+
+
+def timed(call):
+    started = time.monotonic()
+    result = call()
+    return result, time.monotonic() - started
+
+
+def assert_unavailable(response):
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "unavailable"
+
+
+def test_outage_answers_503_keeps_sockets_and_recovers_without_restart(tmp_path, database):
+    database.start()
+    with app_server(tmp_path, database) as server:
+        url = server.url
+        database.drop_indexes_nx_cannot_serve()
+        alice, alice_headers, alice_login = register_and_login(url, "alice_outage")
+        bob, bob_headers, bob_login = register_and_login(url, "bob_outage")
+        alice_socket = WireClient(url, alice_login["access_token"]).connect()
+        bob_socket = WireClient(url, bob_login["access_token"]).connect()
+        acked = []
+
+        def send_rest(content):
+            return requests.post(url + "/api/chat/send", headers=alice_headers, timeout=ANSWER_WITHIN,
+                                 json={"receiver": bob, "content": content})
+
+        response = send_rest("before, over REST")
+        assert response.status_code == 201, response.text
+        acked.append(response.json()["message"])
+        ack = alice_socket.call("chat message", {"receiver": bob, "content": "before, over a socket"})
+        assert ack["ok"] is True, ack
+        acked.append(ack["message"])
+        assert bob_socket.wait_for(lambda c: len(c.received()) == 2)
+
+        database.stop()
+
+        ready, seconds = timed(lambda: requests.get(url + "/readyz", timeout=ANSWER_WITHIN))
+        print(f"\n/readyz with the database down: {ready.status_code} in {seconds:.2f}s")
+        assert_unavailable(ready)
+        response, seconds = timed(lambda: send_rest("during, over REST"))
+        print(f"POST /api/chat/send with the database down: {response.status_code} in {seconds:.2f}s")
+        assert_unavailable(response)
+        assert_unavailable(requests.get(f"{url}/api/chat/messages/{bob}/{alice}", headers=bob_headers,
+                                        timeout=ANSWER_WITHIN))
+        assert_unavailable(requests.post(url + "/api/user/login", timeout=ANSWER_WITHIN,
+                                         json={"email": "alice_outage@example.com",
+                                               "password": PASSWORD}))
+        ack, seconds = timed(lambda: alice_socket.call(
+            "chat message", {"receiver": bob, "content": "during, over a socket"},
+            timeout=ANSWER_WITHIN))
+        print(f"socket send with the database down: ack {ack} in {seconds:.2f}s")
+        assert ack == {"ok": False, "error": {"code": "unavailable", "message": ack["error"]["message"]}}
+        health = requests.get(url + "/healthz", timeout=ANSWER_WITHIN)
+        assert (health.status_code, health.json()) == (200, {"status": "ok"})
+        assert alice_socket.connected and bob_socket.connected
+
+        database.start()
+        assert wait_ready(url), "the app did not see the database come back"
+        # The same sockets, never reconnected, carry on.
+        assert alice_socket.connected and bob_socket.connected
+        ack = alice_socket.call("chat message", {"receiver": bob, "content": "after, over a socket"})
+        assert ack["ok"] is True, ack
+        acked.append(ack["message"])
+        response = send_rest("after, over REST")
+        assert response.status_code == 201, response.text
+        acked.append(response.json()["message"])
+        assert bob_socket.wait_for(lambda c: len(c.received()) == 4)
+        assert [m["id"] for m in bob_socket.received()] == [m["id"] for m in acked]
+
+        history = requests.get(f"{url}/api/chat/messages/{bob}/{alice}", headers=bob_headers, timeout=10)
+        assert history.status_code == 200, history.text
+        # Every acknowledged message once, in order (newest first); the refused ones nowhere.
+        assert [(m["id"], m["content"]) for m in history.json()] == \
+            [(m["id"], m["content"]) for m in reversed(acked)]
+        alice_socket.close()
+        bob_socket.close()
+    assert "Traceback" not in server.log_text()
+
+
+def wait_ready(url, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/readyz", timeout=ANSWER_WITHIN).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def test_started_with_the_database_down_it_creates_indexes_once_it_answers(tmp_path, database):
+    with app_server(tmp_path, database) as server:
+        url = server.url
+        health = requests.get(url + "/healthz", timeout=ANSWER_WITHIN)
+        assert health.status_code == 200
+        assert_unavailable(requests.get(url + "/readyz", timeout=ANSWER_WITHIN))
+        assert_unavailable(requests.post(url + "/api/user/register", timeout=ANSWER_WITHIN, json={
+            "username": "carol_outage", "email": "carol_outage@example.com", "password": PASSWORD}))
+
+        database.start()
+        assert wait_ready(url)
+        assert wait_for_unique_username_index(database), \
+            "indexes were not created after the database came back: " + server.log_text()
+        body = {"username": "dave_outage", "email": "dave_outage@example.com", "password": PASSWORD}
+        first = requests.post(url + "/api/user/register", json=body, timeout=10)
+        again = requests.post(url + "/api/user/register", timeout=10,
+                              json={**body, "email": "dave_outage2@example.com"})
+        assert first.status_code == 201, first.text
+        assert again.status_code == 409, again.text
+        assert again.json()["error"]["details"] == {"username": ["already taken"]}
+    assert "Traceback" not in server.log_text()
+
+
+def wait_for_unique_username_index(database, timeout=20):
+    """nx-27017 names indexes after their fields: the app's `username_unique` is this one."""
+    client = pymongo.MongoClient(database.url, serverSelectionTimeoutMS=2000)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            indexes = client.get_default_database().users.index_information()
+            if any(index.get("unique") and index["key"] == [("username_lower", 1)]
+                   for index in indexes.values()):
+                return True
+            time.sleep(0.5)
+        return False
+    finally:
+        client.close()
