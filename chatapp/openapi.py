@@ -11,7 +11,8 @@ This module makes its error part describe chatapp rather than flask-smorest's de
   `auth_required` (401 where the operation declares bearer security), the database
   (503 on `/api/...`) and the last-resort handler (500 everywhere);
 - there is no `default` response: every status an operation can answer is listed, so
-  a client (and the schemathesis test) can rely on the list being complete.
+  a client (and the schemathesis test) can rely on the list being complete;
+- `<objectid:...>` path segments (`ObjectIdConverter`) are documented with their pattern.
 """
 import http
 
@@ -92,7 +93,7 @@ class ErrorResponsesPlugin(BasePlugin):
     """Adds the errors of app-wide code to each operation that code applies to."""
 
     def path_helper(self, path=None, operations=None, parameters=None, **kwargs):
-        # Path ids are not validated by a converter: services answer 404 for malformed ones.
+        # Ids in paths are 404 when malformed (the objectid converter or the service says so).
         for parameter in parameters or ():
             name = parameter.get("name", "") if isinstance(parameter, dict) else ""
             if parameter.get("in") == "path" and (name == "id" or name.endswith("_id")):
