@@ -153,6 +153,10 @@ class ChatApi(Api):
         plugins = [*(extra_plugins or ()), ErrorResponsesPlugin()]
         super()._init_spec(extra_plugins=plugins, **kwargs)
 
+    def _register_pagination_header(self):
+        """Not used: chatapp pages by cursor (`Link`, `next_cursor`), not flask-smorest's
+        X-Pagination, whose schema would otherwise sit unused in the document."""
+
     def _register_responses(self):
         """One component per HTTP status (as flask-smorest does), with chatapp's bodies."""
         for status in http.HTTPStatus:

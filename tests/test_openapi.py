@@ -125,6 +125,13 @@ def test_error_schema_is_the_contract_envelope(doc):
         assert code in body["properties"]["code"]["enum"]
 
 
+def test_every_component_schema_is_used(doc):
+    """No leftovers of flask-smorest's own vocabulary (its Error, PaginationMetadata)."""
+    text = str(doc)
+    for name in doc["components"]["schemas"]:
+        assert f"#/components/schemas/{name}'" in text, name
+
+
 @pytest.mark.parametrize("method,path,statuses", [
     ("post", "/api/user/register", {"201", "400", "409", "413", "415", "422", "429", "503"}),
     ("post", "/api/user/login", {"200", "401", "422", "429"}),
