@@ -39,6 +39,9 @@ class Mongo:
         else:
             import mongomock
 
+            from chatapp import embedded
+
+            embedded.install()  # hashed indexes: mongomock alone scans on every query
             self.client = mongomock.MongoClient(tz_aware=True)
             self.embedded = True
             name = app.config["MONGO_DB_NAME"]
