@@ -21,6 +21,7 @@ elif ASYNC_MODE == "gevent":
 
 import logging  # noqa: E402
 import signal  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 
 from config import ConfigError  # noqa: E402
@@ -62,6 +63,9 @@ def serve_eventlet(host, port):
     from chatapp.extensions import mongo
 
     listener = eventlet.listen((host, port))
+    # Connections inherit TCP_NODELAY (as under gunicorn): without it Nagle's algorithm holds
+    # small Socket.IO frames back for the peer's delayed ACK (bench/README.md).
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     # The signal only writes to a pipe (set_wakeup_fd): that wakes the hub at once, where a
     # timer scheduled by a Python handler would wait for the hub's current poll to end.
     wake_r, wake_w = os.pipe()

@@ -44,6 +44,7 @@ def next_seq(conv, members, message_id, now):
         {"_id": conv},
         {"$inc": {"seq": 1}, "$set": {"last_at": now, "last_message_id": message_id},
          "$setOnInsert": {"members": sorted(set(members))}},
+        projection={"seq": 1, "_id": 0},
         upsert=True,
         return_document=ReturnDocument.AFTER,
     )

@@ -146,12 +146,21 @@ def get_user(user_id, viewer_id):
     return public_users([doc], viewer_id)[0]
 
 
+# Users are never deleted, so an id once found stays valid: each process remembers the ids
+# it has seen (bounded) and spares every message, typing event and receipt a database read.
+_known_users = set()
+KNOWN_USERS_MAX = 100_000
+
+
 def require_user(user_id):
-    """The user's document, or 404; for services that need the peer to exist."""
-    doc = store.find_user(user_id)
-    if doc is None:
+    """404 unless the user exists; for services that need the peer to exist."""
+    if user_id in _known_users:
+        return
+    if store.find_user(user_id) is None:
         raise NotFound("user not found")
-    return doc
+    if len(_known_users) >= KNOWN_USERS_MAX:
+        _known_users.clear()
+    _known_users.add(user_id)
 
 
 def list_users(viewer_id, limit=50, cursor=None, q=None):
