@@ -9,7 +9,10 @@ import eventlet
 eventlet.monkey_patch()
 
 import os  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
+
+from eventlet import wsgi  # noqa: E402
 
 from flask import Flask, request  # noqa: E402
 from flask_socketio import SocketIO, join_room  # noqa: E402
@@ -42,5 +45,9 @@ def on_chat_message(data):
 
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("PORT", 8100))
-    socketio.run(app, host="127.0.0.1", port=port, log_output=False,
-                 max_size=int(os.environ.get("MAX_CONNECTIONS", 10000)))
+    # As gunicorn does (and wsgi.py): TCP_NODELAY on the listener, inherited by every
+    # connection, so small frames are not held back by Nagle's algorithm.
+    listener = eventlet.listen(("127.0.0.1", port))
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    wsgi.server(listener, app, log_output=False,
+                max_size=int(os.environ.get("MAX_CONNECTIONS", 10000)))

@@ -170,12 +170,12 @@ async function saturate() {
   }));
   clock.measuring = false;
   say({ phase: "measure_end" });
-  const full = state.windows.slice(0, job.duration).map((x) => x || 0);
+  const full = Array.from({ length: job.duration }, (_, i) => state.windows[i] || 0);
   const { missing, missingOther } = await drain(state, acks);
   const persisted = await persistedCheck(list);
   closeAll(list);
   return {
-    delivered_per_s: median(full), windows: full, sent_ok: acks.ok.length, failed: acks.failed.length,
+    delivered_per_s: median(full), mean_per_s: state.received.size / job.duration, windows: full, sent_ok: acks.ok.length, failed: acks.failed.length,
     failed_sample: acks.failed.slice(0, 3), missing, missing_other: missingOther, persisted, dupes: state.dupes,
   };
 }

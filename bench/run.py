@@ -58,14 +58,13 @@ def cores():
     return len(os.sched_getaffinity(0))
 
 
+# Decided once, before the runner pins itself to the generator's core.
+SERVER_CPU, LOAD_CPU = (1, 0) if cores() >= 2 and shutil.which("taskset") else (None, None)
+
+
 def pin_prefix(cpu):
-    """`taskset -c N` when two cores and taskset exist; else run unpinned."""
-    if cpu is None or cores() < 2 or not shutil.which("taskset"):
-        return []
-    return ["taskset", "-c", str(cpu)]
-
-
-SERVER_CPU, LOAD_CPU = (1, 0) if cores() >= 2 else (None, None)
+    """`taskset -c N` when there are two cores (and taskset); else run unpinned."""
+    return [] if cpu is None else ["taskset", "-c", str(cpu)]
 
 
 class Server:
@@ -120,10 +119,6 @@ class Server:
         if getattr(self, "_log", None):
             self._log.close()
 
-    def cpu_seconds(self):
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     def rss_kib(self):
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -159,20 +154,47 @@ def run_load(server, job, workdir, on_phase=None, timeout=240):
         proc.wait(5)
 
 
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class CpuWindow:
-    """Server CPU (% of one core) between the generator's measure_start and measure_end."""
+    """Server and generator CPU (% of one core) between measure_start and measure_end."""
 
     def __init__(self, server):
-        self.server, self.marks, self.values = server, {}, {}
+        self.server, self.marks, self.values, self.load = server, {}, {}, {}
 
     def __call__(self, msg, proc):
         key = str(msg.get("rate", msg.get("logins", "")))
-        now = (time.monotonic(), self.server.cpu_seconds())
+        now = (time.monotonic(), cpu_seconds(self.server.proc.pid), cpu_seconds(proc.pid))
         if msg["phase"] == "measure_start":
             self.marks[key] = now
         elif msg["phase"] == "measure_end" and key in self.marks:
-            (t0, c0), (t1, c1) = self.marks.pop(key), now
-            self.values[key] = round(100 * (c1 - c0) / (t1 - t0), 1)
+            (t0, s0, g0), (t1, s1, g1) = self.marks.pop(key), now
+            self.values[key] = round(100 * (s1 - s0) / (t1 - t0), 1)
+            self.load[key] = round(100 * (g1 - g0) / (t1 - t0), 1)
+
+
+PROFILE_TO, PROFILE_KINDS = None, ()
+
+
+def profiled(cpu, server, kind, seconds):
+    """Also record the server with py-spy (collapsed stacks) during the measured window."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if not spy:
+        sys.exit("bench: --profile needs py-spy (.venv/bin/pip install py-spy)")
+
+    def on_phase(msg, proc):
+        cpu(msg, proc)
+        if msg["phase"] == "measure_start":
+            out = Path(PROFILE_TO) / f"saturation-{kind}.txt"
+            subprocess.Popen([spy, "record", "--pid", str(server.proc.pid), "--duration",
+                              str(int(seconds)), "--rate", "200", "--nonblocking", "--format", "raw",
+                              "--output", str(out)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+
+    return on_phase
 
 
 # --- scenarios: each returns {figure: {"chatapp": v, "floor": v}} -------------------------
@@ -182,13 +204,17 @@ def saturation(p, workdir, kinds):
     for kind in kinds:
         with started(kind, workdir) as server:
             cpu = CpuWindow(server)
+            on_phase = cpu
+            if PROFILE_TO and kind in PROFILE_KINDS:
+                on_phase = profiled(cpu, server, kind, p["sat_seconds"])
             r = run_load(server, {"scenario": "saturate", "pairs": p["sat_pairs"],
                                   "window": p["sat_window"], "duration": p["sat_seconds"]},
-                         workdir, cpu)
+                         workdir, on_phase)
         ok = r["failed"] == 0 and r["missing"] == 0 and r["missing_other"] == 0 and \
             r["persisted"] is not False and r["dupes"] == 0
         put(out, "saturation.delivered_per_s", kind, r["delivered_per_s"])
         put(out, "saturation.server_cpu_pct", kind, cpu.values.get(""))
+        put(out, "saturation.generator_cpu_pct", kind, cpu.load.get(""))
         put(out, "saturation.all_delivered_and_stored", kind, ok)
         out.setdefault("_detail", {})[kind] = r
     return out
@@ -385,17 +411,30 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="run these scenarios")
     parser.add_argument("--targets", nargs="*", default=["floor", "chatapp"],
                         choices=["floor", "chatapp"])
+    parser.add_argument("--nice", type=int, default=0,
+                        help="run everything at this niceness (e.g. -10 as root: less noise "
+                             "from other work on the machine)")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="record the servers with py-spy during saturation (collapsed stacks "
+                             "in DIR; summarise with bench/profile_summary.py)")
     parser.add_argument("--json-out", help="also write every figure to this file (JSON)")
     args = parser.parse_args(argv)
     profile = "smoke" if args.smoke else "full"
     p = PROFILES[profile]
+    global PROFILE_TO, PROFILE_KINDS
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        PROFILE_TO, PROFILE_KINDS = args.profile, tuple(args.targets)
     fd_limit = raise_fd_limit()  # inherited by the servers and the generator
+    if args.nice:
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited too
     if LOAD_CPU is not None:
         os.sched_setaffinity(0, {LOAD_CPU})  # the runner sleeps; keep it off the server's core
     needed = p["idle_users"] * p["idle_per_user"] + 200
     if fd_limit < needed:
         sys.exit(f"bench: open-file limit {fd_limit} < {needed}; raise the hard limit (ulimit -Hn)")
     meta = {"bench": "meta", "profile": profile, "cores": os.cpu_count(), "pinned": LOAD_CPU is not None,
+            "nice": os.getpriority(os.PRIO_PROCESS, 0),
             "store": "MongoDB" if os.environ.get("MONGO_DB_URL") else "embedded store (mongomock)",
             "fd_limit": fd_limit, "versions": versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     figures, details = {}, {}
