@@ -32,7 +32,16 @@ def init_app(app):
         except ValueError:
             raise ConfigError(f"{name} is not a rate limit like '10 per minute': "
                               f"{app.config[name]!r}") from None
+    # Registered first, so it runs after Flask-Limiter's own header injection.
+    app.after_request(retry_after_only_when_refused)
     limiter.init_app(app)
+
+
+def retry_after_only_when_refused(response):
+    """Flask-Limiter sends Retry-After with every limited response; it means "wait" only on a 429."""
+    if response.status_code != 429:
+        response.headers.pop("Retry-After", None)
+    return response
 
 
 def _setting(name):

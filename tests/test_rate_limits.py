@@ -58,6 +58,7 @@ def test_login_is_limited_per_account(make_app):
     assert first.status_code == 401
     assert first.headers["X-RateLimit-Limit"] == "2"
     assert first.headers["X-RateLimit-Remaining"] == "1"
+    assert "Retry-After" not in first.headers  # only a refusal says when to retry
     # Another address does not reset the account's budget, and the right password is no way round.
     assert login(client, "alice", password="wrong password!", address="10.9.9.9").status_code == 401
     assert_limited(login(client, "alice"), 2,
