@@ -54,6 +54,8 @@ class WireClient:
             packet = self._ws.recv()
             if packet == "2":
                 self._send("3")
+            elif packet.startswith("42"):  # an event may overtake CONNECT: keep it, in order
+                self._handle(packet)
             elif packet.startswith("40"):
                 self.sid = json.loads(packet[2:]).get("sid")
                 break
