@@ -54,15 +54,19 @@ EXTRA_EXAMPLES = {
         ("unauthorized", errors.Unauthorized), ("token_expired", errors.TokenExpired),
     )},
 }
-RATE_LIMIT_HEADERS = {
-    "Retry-After": {"description": "seconds until a request may succeed",
-                    "schema": {"type": "integer"}},
+# Sent by rate-limited routes on every answer (when RATELIMIT_ENABLED), and on 429 with Retry-After.
+RATE_LIMIT_STATE_HEADERS = {
     "X-RateLimit-Limit": {"description": "requests allowed in the window",
                           "schema": {"type": "integer"}},
     "X-RateLimit-Remaining": {"description": "requests left in the window",
                               "schema": {"type": "integer"}},
     "X-RateLimit-Reset": {"description": "when the window resets (epoch seconds)",
                           "schema": {"type": "integer"}},
+}
+RATE_LIMIT_HEADERS = {
+    "Retry-After": {"description": "seconds until a request may succeed",
+                    "schema": {"type": "integer"}},
+    **RATE_LIMIT_STATE_HEADERS,
 }
 
 

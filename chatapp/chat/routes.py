@@ -12,7 +12,7 @@ from chatapp.chat.schemas import (
     MessageSchema, ReadSchema, SendMessageSchema, UpdatedSchema,
 )
 from chatapp.errors import Conflict
-from chatapp.openapi import error_doc
+from chatapp.openapi import RATE_LIMIT_STATE_HEADERS, error_doc
 
 blp = Blueprint("chat", __name__, url_prefix="/api/chat", description="Messages")
 BEARER = [{"bearerAuth": []}]
@@ -25,8 +25,10 @@ HISTORY_DOC = {"description": "Messages, newest first. `Link: <url>; rel=\"next\
 @auth_required
 @blp.arguments(SendMessageSchema)
 @blp.doc(security=BEARER)
-@blp.alt_response(201, schema=MessageEnvelopeSchema, description="Stored and delivered")
-@blp.alt_response(200, schema=MessageEnvelopeSchema, description="A retry: the first message")
+@blp.alt_response(201, schema=MessageEnvelopeSchema, description="Stored and delivered",
+                  headers=RATE_LIMIT_STATE_HEADERS)
+@blp.alt_response(200, schema=MessageEnvelopeSchema, description="A retry: the first message",
+                  headers=RATE_LIMIT_STATE_HEADERS)
 @blp.alt_response(403, **error_doc(403, "`forbidden`: `sender` is not the token's user"))
 @blp.alt_response(404, **error_doc(404, "`not_found`: unknown receiver"))
 @blp.alt_response(429, **error_doc(429))

@@ -5,7 +5,7 @@ from flask_smorest import Blueprint
 from chatapp import limits
 from chatapp.auth import auth_required
 from chatapp.errors import InvalidCredentials, Unauthorized
-from chatapp.openapi import error_doc
+from chatapp.openapi import RATE_LIMIT_STATE_HEADERS, error_doc
 from chatapp.schemas import MessageOnlySchema
 from chatapp.security import bearer_token
 from chatapp.users import service
@@ -21,7 +21,8 @@ BEARER = [{"bearerAuth": []}]
 @blp.route("/register", methods=["POST"])
 @blp.arguments(RegisterSchema)
 @blp.doc(security=[])
-@blp.alt_response(201, schema=RegisterResponseSchema, description="Created")
+@blp.alt_response(201, schema=RegisterResponseSchema, description="Created",
+                  headers=RATE_LIMIT_STATE_HEADERS)
 @blp.alt_response(409, **error_doc(409, "`conflict`: username or email taken; `details` names it"))
 @blp.alt_response(429, **error_doc(429))
 @limits.limit_register
@@ -34,7 +35,8 @@ def register_user(body):
 @blp.route("/login", methods=["POST"])
 @blp.arguments(LoginSchema)
 @blp.doc(security=[])
-@blp.alt_response(200, schema=LoginResponseSchema, description="Tokens")
+@blp.alt_response(200, schema=LoginResponseSchema, description="Tokens",
+                  headers=RATE_LIMIT_STATE_HEADERS)
 @blp.alt_response(401, **error_doc(
     401, "`invalid_credentials`: unknown email or wrong password (one answer for both)",
     example=InvalidCredentials()))
