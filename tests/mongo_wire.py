@@ -166,7 +166,7 @@ class Store:
         last = {"n": 1 if (before is not None or cmd.get("upsert")) else 0,
                 "updatedExisting": before is not None}
         if before is None and cmd.get("upsert"):
-            after = value if cmd.get("new") else collection.find_one(query, sort=options["sort"])
+            after = collection.find_one(query, {"_id": 1}, sort=options["sort"])  # any projection
             if after is not None:
                 last["upserted"] = after["_id"]
         return {"value": value, "lastErrorObject": last}
