@@ -33,12 +33,23 @@ $(NX_27017): tests/requirements-nx-27017.txt | $(PY)
 	$(VENV)/nx-27017/bin/python -m pip install --quiet -r tests/requirements-nx-27017.txt
 	touch $@
 
+# The load generator of `make bench` (and of its smoke test in `make test`).
+BENCH_DEPS := bench/node_modules/.npm-ci-stamp
+$(BENCH_DEPS): bench/package.json bench/package-lock.json
+	cd bench && npm ci --no-audit --no-fund
+	touch $@
+
 run: $(VENV)/.run-deps
 	@echo "chatapp: starting on http://localhost:$(PORT)  (embedded store unless MONGO_DB_URL is set)"
 	PORT=$(PORT) $(PY) wsgi.py
 
-test: $(VENV)/.dev-deps $(JS_DEPS) $(NX_27017)
+test: $(VENV)/.dev-deps $(JS_DEPS) $(NX_27017) $(BENCH_DEPS)
 	$(PY) -m pytest $(PYTEST_OPTS) $(PYTEST_ARGS)
+
+# chatapp against its floor (bench/floor.py), side by side: bench/README.md. BENCH_ARGS=--smoke
+BENCH_ARGS ?=
+bench: $(VENV)/.dev-deps $(BENCH_DEPS)
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -18,6 +18,7 @@ EXPECTED_INDEXES = {"page": "history", "conversations": "conversations_by_member
 def run(n_messages, n_convs, samples):
     import os
 
+    os.environ.setdefault("secretKey", SECRET)  # read when config is first imported
     from chatapp import create_app
     from chatapp.extensions import mongo
     from config import DevelopmentConfig

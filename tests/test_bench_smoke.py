@@ -1,0 +1,66 @@
+"""`make bench` cannot rot: its smoke profile runs every scenario and prints every figure.
+
+Speeds are never asserted here (bench/README.md has the figures); only that the benchmark
+ran end to end against both servers and that each run delivered what it sent.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FIGURES = {
+    "saturation.delivered_per_s": ("chatapp", "floor"),
+    "saturation.server_cpu_pct": ("chatapp", "floor"),
+    "saturation.generator_cpu_pct": ("chatapp", "floor"),
+    "saturation.delivered_per_server_cpu_s": ("chatapp", "floor"),
+    "latency.20.p50_ms": ("chatapp", "floor"),
+    "latency.20.p95_ms": ("chatapp", "floor"),
+    "latency.20.p99_ms": ("chatapp", "floor"),
+    "latency.50.p50_ms": ("chatapp", "floor"),
+    "latency.50.p95_ms": ("chatapp", "floor"),
+    "latency.50.p99_ms": ("chatapp", "floor"),
+    "idle.sockets": ("chatapp", "floor"),
+    "idle.rss_per_connection_kib": ("chatapp", "floor"),
+    "login_storm.p99_ms_without_logins": ("chatapp",),
+    "login_storm.p99_ms_with_logins": ("chatapp",),
+    "login_storm.p99_increase_pct": ("chatapp",),
+    "login_storm.logins_done_in_time": ("chatapp",),
+    "history.page_p50_ms": ("chatapp",),
+    "history.page_p99_ms": ("chatapp",),
+    "history.conversations_p50_ms": ("chatapp",),
+    "history.conversations_p99_ms": ("chatapp",),
+}
+CHECKS = ["saturation.all_delivered_and_stored", "latency.20.all_delivered",
+          "latency.50.all_delivered", "idle.all_received"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "figures.json"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--smoke",
+                          "--json-out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=240)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run.stdout, json.loads(out.read_text())
+
+
+def test_every_figure_is_printed_for_both_servers(smoke):
+    stdout, data = smoke
+    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    printed = {line["figure"]: line for line in lines if "figure" in line}
+    for figure, kinds in FIGURES.items():
+        for kind in kinds:
+            assert isinstance(printed[figure][kind], (int, float)), (figure, kind, printed[figure])
+        assert f"| {figure} |" in stdout
+    meta = next(line for line in lines if line.get("bench") == "meta")
+    assert meta["cores"] >= 1 and meta["versions"]["flask-socketio"]
+
+
+def test_every_run_delivered_and_stored_what_it_sent(smoke):
+    _, data = smoke
+    for figure in CHECKS:
+        assert data["figures"][figure] == {"chatapp": True, "floor": True}, figure
