@@ -150,6 +150,17 @@ def test_disabled_limits_never_refuse_and_send_no_headers(make_app):
     assert "X-RateLimit-Limit" not in responses[-1].headers
 
 
+def test_disabled_limits_never_refuse_a_socket_send(make_app):
+    app = make_app(RATELIMIT_ENABLED=False, RATELIMIT_SEND="1 per minute")
+    client = app.test_client()
+    alice, bob = account(client, "mona1"), account(client, "nick1")
+    sock = socketio.test_client(app, auth={"token": alice["token"]}, flask_test_client=client)
+    try:
+        assert [socket_send(sock, bob)["ok"] for _ in range(3)] == [True] * 3
+    finally:
+        sock.disconnect()
+
+
 def test_forwarded_for_is_ignored_unless_proxies_are_trusted(make_app):
     client = make_app(RATELIMIT_LOGIN="2 per minute").test_client()
     assert register(client, "kate1").status_code == 201
