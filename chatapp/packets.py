@@ -2,28 +2,42 @@
 
 python-socketio decodes each packet before any handler of ours runs, and lets a
 decoding error (garbage text, `42{}`, JSON nested deeper than the parser's recursion
-limit) escape to Engine.IO, which logs a traceback and keeps the connection. Like the
-reference Socket.IO server ("parse error"), close that one connection instead, with a
-warning: a hostile client is not a server error.
+limit) escape to Engine.IO, which logs a traceback and keeps the connection. It also
+dispatches a client's event named `connect` or `disconnect` to those handlers, so a
+client could re-run authentication or drop its own presence record (and slip under the
+connection caps). The reference server's parser rejects both ("parse error", reserved
+event names) and closes that connection: so does this, with a warning, never a traceback.
 """
 import logging
 
 log = logging.getLogger(__name__)
 
 DECODING_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError)
+# The names python-socketio dispatches to its own lifecycle handlers.
+RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect"})
 
 
 def close_on_malformed_packets(server):
-    """Wrap the Engine.IO message handler of a python-socketio `server`."""
+    """Guard a python-socketio `server`: its Engine.IO message handler and its EVENT dispatch."""
     handle_message = server.eio.handlers["message"]
+    handle_event = server._handle_event  # python-socketio 5: every EVENT packet, once decoded
 
     def on_message(eio_sid, data):
         try:
             return handle_message(eio_sid, data)
         except DECODING_ERRORS as exc:
-            log.warning("malformed Socket.IO packet (%s): closing that connection",
-                        type(exc).__name__)
-            server.eio.disconnect(eio_sid)
-            return None
+            return close(server, eio_sid, type(exc).__name__)
+
+    def on_event(eio_sid, namespace, ack_id, data):
+        if not isinstance(data, list) or not data or not isinstance(data[0], str) \
+                or data[0] in RESERVED_EVENTS:
+            return close(server, eio_sid, "no event name, or a reserved one")
+        return handle_event(eio_sid, namespace, ack_id, data)
 
     server.eio.on("message", on_message)
+    server._handle_event = on_event
+
+
+def close(server, eio_sid, why):
+    log.warning("malformed Socket.IO packet (%s): closing that connection", why)
+    server.eio.disconnect(eio_sid)
