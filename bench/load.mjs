@@ -231,6 +231,7 @@ async function loginStorm() {
     const acks = { ok: [], failed: [] };
     await fixedRate(list, job.rate, job.warmup, { measuring: false }, { latencies: [] }, { ok: [], failed: [] });
     const logins = [];
+    const finished = [];
     let stop = false;
     const storm = withLogins ? (async () => {
       const start = performance.now();
@@ -241,7 +242,8 @@ async function loginStorm() {
           n++;
           const t = performance.now();
           logins.push(post("/api/user/login", { email: loginUser.email, password: PASSWORD })
-            .then((r) => ({ status: r.status, ms: performance.now() - t }), () => ({ status: 0, ms: null })));
+            .then((r) => ({ status: r.status, ms: performance.now() - t }), () => ({ status: 0, ms: null }))
+            .then((x) => { finished.push(x); return x; }));
         }
         await sleep(5);
       }
@@ -254,8 +256,7 @@ async function loginStorm() {
     for (const p of list) { p.recvSock.off("chat message"); p.otherSock.off("chat message"); }
     if (!withLogins) return r;
     const done = await Promise.race([Promise.all(logins), sleep(job.login_wait * 1000).then(() => null)]);
-    const settled = done || [];
-    const ok = settled.filter((x) => x.status === 200).map((x) => x.ms).sort((a, b) => a - b);
+    const ok = finished.filter((x) => x.status === 200).map((x) => x.ms).sort((a, b) => a - b);
     return { ...r, logins_offered: logins.length, logins_ok_in_time: ok.length,
       login_p50: percentile(ok, 50), login_p99: percentile(ok, 99), logins_all_settled: done !== null };
   };
