@@ -26,12 +26,14 @@ class ConnectRefused(Exception):
 class WireClient:
     """`WireClient(url, token).connect()`; `.call(event, data)` -> ack; `.events` in order."""
 
-    def __init__(self, url, token=None, auth=None, read=True, timeout=10, on_event=None):
+    def __init__(self, url, token=None, auth=None, read=True, timeout=10, on_event=None,
+                 sockopt=()):
         self.url = url.replace("http://", "ws://", 1) + "/socket.io/?EIO=4&transport=websocket"
         self.auth = auth if auth is not None else ({"token": token} if token else None)
         self.read = read
         self.timeout = timeout
         self.on_event = on_event
+        self.sockopt = sockopt  # e.g. a tiny SO_RCVBUF for a client that stops reading
         self.events = []  # (name, data, monotonic arrival time), in arrival order
         self.closed_by = None  # "server" (41/1 packet), "transport", or "client"
         self.sid = None
@@ -45,7 +47,7 @@ class WireClient:
     # -- connection ---------------------------------------------------------------------
     def connect(self):
         self._ws = websocket.create_connection(self.url, timeout=self.timeout,
-                                               enable_multithread=True)
+                                               enable_multithread=True, sockopt=self.sockopt)
         opening = self._ws.recv()
         if not opening.startswith("0"):
             raise RuntimeError(f"unexpected Engine.IO opening {opening!r}")
