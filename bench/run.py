@@ -34,7 +34,7 @@ PROFILES = {
         "idle_users": 500, "idle_per_user": 10, "idle_wait": 30,
         "storm_pairs": 10, "storm_rate": 200, "storm_logins": 10, "storm_seconds": 8,
         "storm_bcrypt": 12, "storm_login_wait": 5,
-        "history_messages": 10_000, "history_convs": 200, "history_samples": 100,
+        "history_messages": 10_000, "history_convs": 200, "history_samples": 20,
     },
     "smoke": {
         "sat_pairs": 2, "sat_window": 4, "sat_seconds": 2,

@@ -7,7 +7,8 @@ messages already stored (bench/README.md has the profile). MongoDB uses the inde
 hash from each declared index's exact key to the ids holding it, used for
 
 - the unique checks of an insert or update, and
-- queries that are equality on exactly one index's fields, or on `_id` (`$in` too).
+- queries with equalities on the leading fields of an index, or on `_id` (`$in` too),
+  and aggregations that start with such a `$match`.
 
 It never answers differently from a scan: a candidate found through a hash is re-checked
 (its key, or mongomock's own filter), a document is re-keyed whenever mongomock re-checks
@@ -32,10 +33,11 @@ def install():
     """Patch mongomock's Collection once per process (idempotent)."""
     if _original:
         return
-    for name in ("_ensure_uniques", "_iter_documents"):
+    for name in ("_ensure_uniques", "_iter_documents", "aggregate"):
         _original[name] = getattr(Collection, name)
     Collection._ensure_uniques = _ensure_uniques
     Collection._iter_documents = _iter_documents
+    Collection.aggregate = _aggregate
 
 
 def _keyable(value):
@@ -67,7 +69,9 @@ class _Index:
         self.sparse = bool(spec.get("sparse"))
         self.partial = spec.get("partialFilterExpression")
         self.usable = not any(f.startswith("$") for f in self.fields)
-        self.ids = {}  # key -> {doc id: None} (insertion-ordered)
+        # For each prefix of the key (n first fields): values -> {doc id: None}, in order.
+        self.prefixes = [{} for _ in self.fields]
+        self.ids = self.prefixes[-1]  # the whole key
         self.keys = {}  # doc id -> key
 
     def covers(self, doc):
@@ -86,17 +90,20 @@ class _Index:
         if key is _UNUSABLE:
             self.usable = False
             return
-        self.ids.setdefault(key, {})[doc_id] = None
+        for n, by_prefix in enumerate(self.prefixes, 1):
+            by_prefix.setdefault(key[:n], {})[doc_id] = None
         self.keys[doc_id] = key
 
     def discard(self, doc_id):
         key = self.keys.pop(doc_id, None)
-        if key is not None:
-            holders = self.ids.get(key)
+        if key is None:
+            return
+        for n, by_prefix in enumerate(self.prefixes, 1):
+            holders = by_prefix.get(key[:n])
             if holders is not None:
                 holders.pop(doc_id, None)
                 if not holders:
-                    del self.ids[key]
+                    del by_prefix[key[:n]]
 
 
 def _indexes(store):
@@ -161,13 +168,32 @@ def _candidates(store, filter):
         if isinstance(value, dict) and set(value) == {"$in"} and isinstance(value["$in"], list) \
                 and all(_keyable(v) and v is not None for v in value["$in"]):
             return _live(store, dict.fromkeys(value["$in"]))
-    if any(k.startswith("$") or not _keyable(v) for k, v in filter.items()):
-        return None
+    # Equalities on the leading fields of an index narrow the scan to the documents holding
+    # those values; the rest of the filter (ranges, other fields) is checked on each.
+    equal = {k: v for k, v in filter.items() if not k.startswith("$") and _keyable(v)}
+    best, best_n = None, 0
     for index in _indexes(store):
-        if not index.usable or set(index.fields) != set(filter):
+        if not index.usable or index.sparse:
             continue
-        if index.sparse or (index.partial is not None
-                            and not filtering.filter_applies(index.partial, filter)):
+        if index.partial is not None and not filtering.filter_applies(index.partial, equal):
             continue  # matching documents may be outside this index
-        return _live(store, index.ids.get(tuple(filter[f] for f in index.fields), ()))
-    return None
+        n = 0
+        while n < len(index.fields) and index.fields[n] in equal:
+            n += 1
+        if n > best_n:
+            best, best_n = index, n
+    if best is None:
+        return None
+    key = tuple(equal[f] for f in best.fields[:best_n])
+    return _live(store, best.prefixes[best_n - 1].get(key, ()))
+
+
+def _aggregate(self, pipeline, session=None, **kwargs):
+    """A leading `$match` selects through the hashes, as MongoDB's would through an index."""
+    if pipeline and isinstance(pipeline[0], dict) and set(pipeline[0]) == {"$match"} \
+            and isinstance(pipeline[0]["$match"], dict) and "$expr" not in pipeline[0]["$match"]:
+        from mongomock import aggregate
+
+        selected = list(self.find(pipeline[0]["$match"]))
+        return aggregate.process_pipeline(selected, self.database, pipeline[1:], session)
+    return _original["aggregate"](self, pipeline, session=session, **kwargs)

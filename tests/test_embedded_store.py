@@ -85,7 +85,12 @@ def test_random_operations_answer_as_a_scan_does(coll):
             pass
         for query in ({"user": rng.choice(users)}, {"conv": rng.choice("abcz"), "seq": rng.randrange(20)},
                       {"_id": doc_id}, {"_id": {"$in": [doc_id, doc_id + 1]}},
-                      {"sender": rng.choice(users), "client_id": rng.choice("pq")}):
+                      {"sender": rng.choice(users), "client_id": rng.choice("pq")},
+                      {"conv": rng.choice("abcz")}, {"conv": rng.choice("abc"), "seq": {"$lt": 9}},
+                      {"conv": rng.choice("abc"), "user": rng.choice(users)}):
             assert found(coll, query) == scan(coll, query), (n, query)
+        pipeline = [{"$match": {"conv": rng.choice("abc")}}, {"$group": {"_id": "$user", "n": {"$sum": 1}}}]
+        assert sorted(map(str, coll.aggregate(pipeline))) == sorted(
+            map(str, embedded._original["aggregate"](coll, pipeline))), n
         keys = [(d["conv"], d["seq"]) for d in coll.find()]
         assert len(keys) == len(set(keys))
