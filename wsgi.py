@@ -52,9 +52,9 @@ def main():
 def serve_eventlet(host, port):
     """eventlet's WSGI server until SIGTERM (or Ctrl-C), then a graceful stop, exit status 0.
 
-    On the signal: close every Socket.IO connection (clients see the server close it and
-    reconnect, to another process behind the balancer), stop accepting, let in-flight
-    requests finish, close MongoDB. Past SHUTDOWN_GRACE seconds, or on a second signal: exit 1.
+    On the signal: close every Socket.IO connection (clients see it close and reconnect, to
+    another process behind the balancer), stop accepting, let in-flight requests finish,
+    close MongoDB. Past SHUTDOWN_GRACE seconds, or on a second signal: exit 1.
     """
     import eventlet
     import eventlet.wsgi
@@ -96,7 +96,10 @@ def stop_on_signal(wake_r, accept_loop):
 
 
 def close_sockets():
-    """Close every Engine.IO connection of this process, each with a CLOSE packet."""
+    """Close every Engine.IO connection of this process: what was queued for it is sent,
+    then its transport is closed (a WebSocket close frame). No Engine.IO CLOSE packet: to
+    python-socketio's client that means "do not reconnect"; a closed transport makes both
+    it and socket.io-client reconnect, to another process behind the balancer."""
     import eventlet
 
     eio = socketio.server.eio
@@ -105,8 +108,8 @@ def close_sockets():
                                       len(clients))
     flushing = eventlet.GreenPool()
     for client in clients:
-        client.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
-        flushing.spawn(client.queue.join)  # until its writer has taken the CLOSE packet
+        client.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
+        flushing.spawn(client.queue.join)  # until its writer has taken what was queued
     with eventlet.Timeout(1, False):  # a client that stopped reading does not hold us up
         flushing.waitall()
 

@@ -29,6 +29,7 @@ def ensure_indexes_or_retry(app):
 
 
 def _try_ensure_indexes(app):
+    """True when done, or when retrying cannot help (an error other than the database down)."""
     with app.app_context():
         try:
             ensure_indexes()
@@ -36,9 +37,8 @@ def _try_ensure_indexes(app):
             log.warning("database unreachable, indexes not created yet (retrying every %ss): %s",
                         RETRY_SECONDS, exc)
             return False
-        except Exception:  # noqa: BLE001 - logged; the process serves on without them
-            log.exception("could not create indexes; retrying every %ss", RETRY_SECONDS)
-            return False
+        except Exception:  # noqa: BLE001 - the database refused one: logged once, served on
+            log.exception("could not create the indexes; the app serves on without them")
     return True
 
 
@@ -47,5 +47,5 @@ def _retry(app, client):
     while mongo.client is client:
         socketio.sleep(RETRY_SECONDS)
         if mongo.client is client and _try_ensure_indexes(app):
-            log.info("database reachable again: indexes created")
+            log.info("database reachable again: index creation done")
             return

@@ -1,28 +1,19 @@
 """Promise 3: a database outage is an error, not a hang or a crash.
 
-A real database process (nx-27017, a MongoDB wire-protocol server backed by SQLite,
-installed by `make test` into .venv/nx-27017) is started, killed and restarted on the
-same port and file under a live eventlet server. What nx-27017 serves: ping, inserts,
-unique indexes, lookups by `_id` and by string fields (login by email, history by
-conversation key). What it does not: filters on ObjectId values in other fields (they
-match nothing) and compound indexes that include `_id` (created, but every later insert
-into that collection fails with "JSON path error near '_id'"). The scenario below stays
-within what it serves: messages without `client_id` (the retry lookup filters on the
-sender's ObjectId), and after start-up the two `(..., _id)` history indexes are dropped
-from nx-27017 (see `drop_indexes_nx_cannot_serve`).
+A real database process (nx-27017, see tests/nx_database.py for what it serves) is
+killed and restarted on the same port and file under a live eventlet server.
 """
-import signal
-import subprocess
 import time
+from pathlib import Path
 
 import pymongo
 import pytest
 import requests
 
-from tests.live import ROOT, LiveServer, free_port
+from tests.live import LiveServer, free_port
+from tests.nx_database import DatabaseProcess
 from tests.sio_wire import WireClient
 
-NX_27017 = ROOT / ".venv" / "nx-27017" / "bin" / "nx-27017"
 PASSWORD = "correct horse battery"
 # How long a request waits for an unreachable database before its 503 (MONGO_TIMEOUT_MS).
 TIMEOUT_MS = 1000
@@ -30,59 +21,6 @@ TIMEOUT_MS = 1000
 ANSWER_WITHIN = 5
 
 pytestmark = pytest.mark.live
-
-
-class DatabaseProcess:
-    """nx-27017 on a loopback port with its data in one SQLite file; stopped by PID."""
-
-    def __init__(self, directory, port):
-        if not NX_27017.exists():
-            pytest.fail(f"{NX_27017} is missing: `make test` installs it "
-                        "(tests/requirements-nx-27017.txt)")
-        self.port = port
-        self.directory = directory
-        self.url = f"mongodb://127.0.0.1:{port}/chatapp"
-        self.proc = None
-
-    def start(self, timeout=20):
-        d = self.directory
-        self.proc = subprocess.Popen(
-            [str(NX_27017), "--host", "127.0.0.1", "-p", str(self.port), "--db", str(d / "db.sqlite"),
-             "--log-file", str(d / "nx.log"), "--pid-file", str(d / "nx.pid")],
-            stdout=open(d / "nx.out", "ab"), stderr=subprocess.STDOUT)
-        client = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=300)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                try:
-                    client.admin.command("ping")
-                    return self
-                except pymongo.errors.PyMongoError:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        self.stop()
-                        raise RuntimeError("nx-27017 did not start: "
-                                           + (d / "nx.out").read_text(errors="replace")[-2000:])
-                    time.sleep(0.2)
-        finally:
-            client.close()
-
-    def stop(self):
-        """Kill it as a crash would (SIGKILL): no goodbye to the app's connections."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def drop_indexes_nx_cannot_serve(self):
-        """nx-27017 turns a compound index naming `_id` into a broken JSON path that fails
-        every later insert into the collection; MongoDB serves them. Drop those two."""
-        client = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=2000)
-        try:
-            messages = client.get_default_database().messages
-            for name in messages.index_information():
-                if name.endswith("__id"):
-                    messages.drop_index(name)
-        finally:
-            client.close()
 
 
 @pytest.fixture
@@ -186,7 +124,7 @@ def test_outage_answers_503_keeps_sockets_and_recovers_without_restart(tmp_path,
             [(m["id"], m["content"]) for m in reversed(acked)]
         alice_socket.close()
         bob_socket.close()
-    assert "Traceback" not in server.log_text()
+    assert "Traceback" not in full_log(server)
 
 
 def wait_ready(url, timeout=20):
@@ -221,7 +159,7 @@ def test_started_with_the_database_down_it_creates_indexes_once_it_answers(tmp_p
         assert first.status_code == 201, first.text
         assert again.status_code == 409, again.text
         assert again.json()["error"]["details"] == {"username": ["already taken"]}
-    assert "Traceback" not in server.log_text()
+    assert "Traceback" not in full_log(server)
 
 
 def wait_for_unique_username_index(database, timeout=20):
@@ -238,3 +176,8 @@ def wait_for_unique_username_index(database, timeout=20):
         return False
     finally:
         client.close()
+
+
+def full_log(server):
+    """The server's whole log (LiveServer.log_text() keeps only its tail)."""
+    return Path(server.log_path).read_text(errors="replace")
