@@ -78,6 +78,8 @@ def read_response(conn):
         if not chunk:
             break
         data += chunk
+    if not data:
+        return None, "no answer: the connection was cut"
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split(b" ")[1]), json.loads(body)
 
