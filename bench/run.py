@@ -457,6 +457,9 @@ def main(argv=None):
                 server.stop()
     meta["seconds"] = round(time.monotonic() - t0, 1)
     print(report(figures, meta))
+    if (details.get("history") or {}).get("chatapp"):
+        print(f"\nhistory: seeded by {details['history']['chatapp']['seeded']['how']}; "
+              f"indexes: {json.dumps(details['history']['chatapp']['indexes'])}")
     print()
     print(json.dumps(meta))
     for figure, row in figures.items():
