@@ -38,8 +38,9 @@ def run(n_messages, n_convs, samples):
                       expect=n_convs)
         with app.app_context():
             indexes = _explain_or_say(me, peer) if not mongo.embedded else {
-                "store": "embedded (mongomock): every query scans the collection; on MongoDB "
-                         "the same queries use the indexes named here",
+                "store": "embedded (mongomock + hashed equality indexes, no ordered ones: a "
+                         "page sorts its whole conversation); on MongoDB these queries use the "
+                         "indexes named here",
                 **EXPECTED_INDEXES}
         return {"seeded": {"messages_in_conversation": n_messages, "conversations": n_convs,
                            "how": "chat service send_message, in-process"},
