@@ -100,13 +100,6 @@ class Config:
     # Rate limits (see chatapp/limits.py).
     RATELIMIT_ENABLED = env_bool("RATELIMIT_ENABLED", True)
     RATELIMIT_STORAGE_URI = env("RATELIMIT_STORAGE_URI", default="memory://")
-
-    # OpenAPI (flask-smorest).
-    API_TITLE = "chatapp"
-    API_VERSION = "1.0.0"
-    OPENAPI_VERSION = "3.1.0"
-    OPENAPI_URL_PREFIX = "/api"
-    OPENAPI_JSON_PATH = "openapi.json"
     RATELIMIT_STRATEGY = env("RATELIMIT_STRATEGY", default="fixed-window")
     RATELIMIT_KEY_PREFIX = "chatapp"
     RATELIMIT_HEADERS_ENABLED = True
@@ -127,6 +120,13 @@ class Config:
     # process silent for PRESENCE_STALE_SECONDS (it died) are forgotten. 0 turns it off.
     PRESENCE_HEARTBEAT_SECONDS = env_int("PRESENCE_HEARTBEAT_SECONDS", 10)
     PRESENCE_STALE_SECONDS = env_int("PRESENCE_STALE_SECONDS", 30)
+
+    # OpenAPI (flask-smorest).
+    API_TITLE = "chatapp"
+    API_VERSION = "1.0.0"
+    OPENAPI_VERSION = "3.1.0"
+    OPENAPI_URL_PREFIX = "/api"
+    OPENAPI_JSON_PATH = "openapi.json"
     OPENAPI_SWAGGER_UI_PATH = "docs"
     OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/"
 
