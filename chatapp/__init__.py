@@ -4,7 +4,7 @@ import logging
 
 from flask import Flask, request
 
-from config import Config, get_config
+from config import get_config
 
 __all__ = ["create_app"]
 

@@ -12,6 +12,21 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 
 
+PASSWORD = "correct horse battery"
+
+
+def http_account(url, username, password=PASSWORD, email=None):
+    """Register `username` and log in over real HTTP, as a client would; the login body."""
+    email = email or f"{username}@example.com"
+    response = requests.post(url + "/api/user/register", timeout=10,
+                             json={"username": username, "email": email, "password": password})
+    assert response.status_code == 201, response.text
+    response = requests.post(url + "/api/user/login", timeout=10,
+                             json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -246,7 +246,7 @@ def test_catch_up_after_disconnect(live_server, sockets, users):
     b.close()
     missed = [a.call("chat message", {"receiver": bob.id, "content": f"missed {i}"})["message"]
               for i in range(4)]
-    alice.post(f"/api/chat/send", {"receiver": bob.id, "content": "missed over rest"})
+    alice.post("/api/chat/send", {"receiver": bob.id, "content": "missed over rest"})
     edit = requests.patch(f"{live_server.url}/api/chat/messages/{missed[1]['id']}",
                           headers=alice.headers, json={"content": "edited"}, timeout=10)
     assert edit.status_code == 200

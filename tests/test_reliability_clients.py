@@ -15,22 +15,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import LiveServer
+from tests.live import LiveServer, http_account
 from tests.sio_wire import ConnectRefused, WireClient
 
-PASSWORD = "correct horse battery"
 PER_USER_CAP = 20  # the default of MAX_SOCKETS_PER_USER
 
 pytestmark = pytest.mark.live
 
 
 def account(url, name):
-    email = f"{name}@example.com"
-    response = requests.post(url + "/api/user/register", timeout=10,
-                             json={"username": name, "email": email, "password": PASSWORD})
-    assert response.status_code == 201, response.text
-    return requests.post(url + "/api/user/login", timeout=10,
-                         json={"email": email, "password": PASSWORD}).json()
+    return http_account(url, name)
 
 
 @pytest.fixture(scope="module")

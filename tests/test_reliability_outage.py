@@ -10,11 +10,10 @@ import pymongo
 import pytest
 import requests
 
-from tests.live import LiveServer, free_port
+from tests.live import PASSWORD, LiveServer, free_port, http_account
 from tests.nx_database import DatabaseProcess
 from tests.sio_wire import WireClient
 
-PASSWORD = "correct horse battery"
 # How long a request waits for an unreachable database before its 503 (MONGO_TIMEOUT_MS).
 TIMEOUT_MS = 1000
 # The promise is "within about 3 s"; a request still unanswered after this fails the test.
@@ -37,14 +36,7 @@ def app_server(tmp_path, database):
 
 
 def register_and_login(url, name):
-    email = f"{name}@example.com"
-    response = requests.post(url + "/api/user/register", timeout=10,
-                             json={"username": name, "email": email, "password": PASSWORD})
-    assert response.status_code == 201, response.text
-    response = requests.post(url + "/api/user/login", timeout=10,
-                             json={"email": email, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    body = response.json()
+    body = http_account(url, name)
     return body["userId"], {"Authorization": f"Bearer {body['access_token']}"}, body
 
 

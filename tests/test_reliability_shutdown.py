@@ -18,23 +18,17 @@ import pytest
 import requests
 import socketio
 
-from tests.live import LiveServer, free_port
+from tests.live import LiveServer, free_port, http_account
 from tests.nx_database import DatabaseProcess
 from tests.sio_wire import WireClient
 
-PASSWORD = "correct horse battery"
 GRACE = 5
 
 pytestmark = pytest.mark.live
 
 
 def account(url, name):
-    email = f"{name}@example.com"
-    response = requests.post(url + "/api/user/register", timeout=10,
-                             json={"username": name, "email": email, "password": PASSWORD})
-    assert response.status_code == 201, response.text
-    return requests.post(url + "/api/user/login", timeout=10,
-                         json={"email": email, "password": PASSWORD}).json()
+    return http_account(url, name)
 
 
 class Chatter(threading.Thread):

@@ -12,7 +12,7 @@ import pytest
 import requests
 import socketio
 
-from tests.live import LiveServer
+from tests.live import LiveServer, http_account
 
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "wsgi:app"]
 RUNTIMES = {
@@ -20,7 +20,6 @@ RUNTIMES = {
     "gevent-wsgi.py": ("gevent", None),
     "gevent-gunicorn": ("gevent", GUNICORN),
 }
-PASSWORD = "correct horse battery"
 
 pytestmark = pytest.mark.live
 
@@ -37,12 +36,7 @@ def server(request, tmp_path_factory):
 
 def account(server, name):
     name = f"{name}_{server.runtime.replace('.', '').replace('-', '_')}"
-    email = f"{name}@example.com"
-    response = requests.post(server.url + "/api/user/register", timeout=10,
-                             json={"username": name, "email": email, "password": PASSWORD})
-    assert response.status_code == 201, response.text
-    body = requests.post(server.url + "/api/user/login", timeout=10,
-                         json={"email": email, "password": PASSWORD}).json()
+    body = http_account(server.url, name)
     return body["userId"], body["access_token"]
 
 
