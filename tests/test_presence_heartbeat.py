@@ -4,8 +4,10 @@ The sweep itself runs in a background task of each live process (seen working ac
 processes in test_scaleout.py); here it is called directly, on sockets recorded in the
 shared store as if by another process.
 """
+import time
 from datetime import datetime, timedelta, timezone
 
+import pymongo
 import pytest
 from bson import ObjectId
 
@@ -116,3 +118,28 @@ def test_the_first_socket_starts_the_heartbeat_before_it_is_recorded(app, auth, 
     with app.app_context():
         doc = mongo.db.servers.find_one({"_id": presence.SERVER_ID})
     assert doc is not None and doc["seen_at"] >= before - timedelta(seconds=1)
+
+
+def test_a_socket_closed_while_the_database_is_down_is_forgotten_once_it_answers(
+        app, client, peers, socket_client, monkeypatch):
+    alice, bob = peers
+    alice_sock = socket_client(alice)
+    bob_sock = socket_client(bob)
+    bob_sock.get_received()
+    store = mongo.db
+    unreachable = pymongo.MongoClient("mongodb://127.0.0.1:9/x", serverSelectionTimeoutMS=100)
+    monkeypatch.setattr(presence, "FORGET_RETRY_SECONDS", 0.1)
+    monkeypatch.setattr(mongo, "db", unreachable["x"])
+
+    alice_sock.disconnect()  # no traceback, no crash: the record waits for the database
+    assert store.sockets.count_documents({"user_id": ObjectId(alice.id)}) == 1
+
+    monkeypatch.setattr(mongo, "db", store)
+    deadline = time.monotonic() + 5
+    while store.sockets.count_documents({"user_id": ObjectId(alice.id)}) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.sockets.count_documents({"user_id": ObjectId(alice.id)}) == 0
+    assert online(client, bob, alice)["online"] is False
+    assert [e["online"] for e in presence_events(bob_sock)] == [False]
+    unreachable.close()

@@ -4,6 +4,7 @@ Presence lives in shared storage (one document per socket, `chatapp.users.store`
 so every server process agrees on who is online.
 """
 import itertools
+import logging
 import os
 import secrets
 import socket
@@ -14,7 +15,7 @@ from flask import current_app
 
 from chatapp import realtime
 from chatapp.chat import heartbeat, store
-from chatapp.errors import RateLimited
+from chatapp.errors import DB_DOWN_ERRORS, RateLimited
 from chatapp.extensions import socketio
 from chatapp.schemas import iso
 from chatapp.users import service as users
@@ -23,6 +24,10 @@ from chatapp.users import store as user_store
 # Tags this process's sockets for the heartbeat sweep (chatapp.chat.heartbeat). The random
 # part keeps a restarted process that reuses a pid (containers) from reviving a dead one's.
 SERVER_ID = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+log = logging.getLogger(__name__)
+# A socket that closed while the database was down is forgotten once it answers again.
+FORGET_RETRY_SECONDS, FORGET_RETRY_ATTEMPTS = 2.0, 300
 
 # Typing lapses are per process and per sending socket: a timer generation per key.
 _typing = {}
@@ -56,7 +61,29 @@ def _over_cap(user_count, address):
 
 
 def socket_disconnected(user_id, sid):
-    """Forget the socket; the user's last one turns them offline and stamps last_seen."""
+    """Forget the socket; the user's last one turns them offline and stamps last_seen.
+
+    With the database down the record would outlive the socket (the user would stay
+    online): retry in the background until it answers.
+    """
+    try:
+        _forget_socket(user_id, sid)
+    except DB_DOWN_ERRORS as exc:
+        log.warning("database unavailable at disconnect of %s, will retry: %s", sid, exc)
+        socketio.start_background_task(_retry_forget, user_id, sid)
+
+
+def _retry_forget(user_id, sid):
+    for _ in range(FORGET_RETRY_ATTEMPTS):
+        socketio.sleep(FORGET_RETRY_SECONDS)
+        try:
+            return _forget_socket(user_id, sid)
+        except DB_DOWN_ERRORS:
+            continue
+    log.error("gave up forgetting socket %s of user %s: database still unavailable", sid, user_id)
+
+
+def _forget_socket(user_id, sid):
     user_store.remove_socket(sid)
     if user_store.count_sockets(user_id) == 0:
         when = datetime.now(timezone.utc)
