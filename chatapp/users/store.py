@@ -26,6 +26,7 @@ def ensure_indexes():
     mongo.db.sockets.create_index([("sid", ASCENDING)], name="sockets_by_login")
     mongo.db.sockets.create_index([("jti", ASCENDING)], name="sockets_by_token")
     mongo.db.sockets.create_index([("address", ASCENDING)], name="sockets_by_address")
+    mongo.db.servers.create_index([("seen_at", ASCENDING)], name="servers_by_heartbeat")
 
 
 def insert_user(doc):
