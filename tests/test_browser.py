@@ -7,6 +7,7 @@ the page's integrity hash still has to match it.
 """
 import json
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -42,6 +43,15 @@ def browser():
             yield browser
         finally:
             browser.close()
+
+
+def wait_until(page, expression, timeout=10.0):
+    """Poll `expression` with page.evaluate. Not wait_for_function: once it has to poll, it
+    compiles the string in the page, which the page's CSP (no 'unsafe-eval') refuses."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for: {expression}"
+        page.wait_for_timeout(50)
 
 
 class Person:
@@ -88,7 +98,7 @@ class Person:
         expect(page.locator("#me")).to_have_text(name)
         assert page.evaluate("typeof io") == "function", self.problems  # the CDN script ran
         # Polling first, then the upgrade: the page's CSP (connect-src 'self') allows the WebSocket.
-        page.wait_for_function("socket?.io.engine?.transport.name === 'websocket'")
+        wait_until(page, "socket?.io.engine?.transport.name === 'websocket'")
         assert not self.problems, self.problems
         self.name = name
         self.session = page.evaluate("JSON.parse(sessionStorage.getItem('chatapp'))")
