@@ -88,26 +88,24 @@ def run_app_script(script, **env):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_jwt_secret_key_alias_signs_tokens_in_production():
-    tokens = run_app_script("""
+# Registers and logs in inside the app the environment configures; prints the login body.
+LOGIN_SCRIPT = """
         import json
         c = app.test_client()
         body = {"username": "alias", "email": "alias@example.com", "password": "password-123"}
         c.post("/api/user/register", json=body)
         print(json.dumps(c.post("/api/user/login", json=body).get_json()))
-    """, CHATAPP_ENV="production", JWT_SECRET_KEY=ALIAS_SECRET)
+    """
+
+
+def test_jwt_secret_key_alias_signs_tokens_in_production():
+    tokens = run_app_script(LOGIN_SCRIPT, CHATAPP_ENV="production", JWT_SECRET_KEY=ALIAS_SECRET)
     claims = pyjwt.decode(tokens["token"], ALIAS_SECRET, algorithms=["HS256"])
     assert claims["type"] == "access"
 
 
 def test_secret_key_wins_over_its_alias():
-    tokens = run_app_script("""
-        import json
-        c = app.test_client()
-        body = {"username": "alias", "email": "alias@example.com", "password": "password-123"}
-        c.post("/api/user/register", json=body)
-        print(json.dumps(c.post("/api/user/login", json=body).get_json()))
-    """, CHATAPP_ENV="production", secretKey=ALIAS_SECRET + "-primary",
+    tokens = run_app_script(LOGIN_SCRIPT, CHATAPP_ENV="production", secretKey=ALIAS_SECRET + "-primary",
         JWT_SECRET_KEY=ALIAS_SECRET)
     pyjwt.decode(tokens["token"], ALIAS_SECRET + "-primary", algorithms=["HS256"])
 
