@@ -142,6 +142,21 @@ def test_socket_sends_share_the_users_budget_with_rest(make_app):
         sock.disconnect()
 
 
+def test_malformed_socket_sends_are_answered_before_counting(make_app):
+    app = make_app(RATELIMIT_SEND="2 per minute")
+    client = app.test_client()
+    alice, bob = account(client, "alice"), account(client, "bob12")
+    sock = socketio.test_client(app, auth={"token": alice["token"]}, flask_test_client=client)
+    try:
+        for bad in ({"receiver": "nope", "content": "hi"}, {"content": 5}, "not an object") * 2:
+            ack = sock.emit("chat message", bad, callback=True)
+            assert ack["error"]["code"] == "validation_error"
+        assert [socket_send(sock, bob)["ok"] for _ in range(2)] == [True, True]
+        assert socket_send(sock, bob)["error"]["code"] == "rate_limited"
+    finally:
+        sock.disconnect()
+
+
 def test_disabled_limits_never_refuse_and_send_no_headers(make_app):
     client = make_app(RATELIMIT_ENABLED=False, RATELIMIT_ACCOUNT="1 per minute").test_client()
     assert register(client, "judy1").status_code == 201

@@ -117,8 +117,9 @@ def on_join(user_id, data):
 @socket_event
 def on_chat_message(user_id, data):
     """Token holder: send a message, as `POST /api/chat/send`; ack carries the Message."""
+    body = load(send_schema, data)  # validated first, as on REST: a bad payload costs no budget
     limits.check_socket_send(user_id)  # the same per-user budget as the REST route
-    message, _ = service.send_message(user_id, load(send_schema, data), origin_sid=request.sid)
+    message, _ = service.send_message(user_id, body, origin_sid=request.sid)
     return {"ok": True, "message": message}
 
 
