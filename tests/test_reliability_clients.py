@@ -15,16 +15,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import LiveServer, http_account
+from tests.live import LiveServer
+from tests.live import http_account as account
 from tests.sio_wire import ConnectRefused, WireClient
 
 PER_USER_CAP = 20  # the default of MAX_SOCKETS_PER_USER
 
 pytestmark = pytest.mark.live
-
-
-def account(url, name):
-    return http_account(url, name)
 
 
 @pytest.fixture(scope="module")

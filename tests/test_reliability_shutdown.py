@@ -18,17 +18,14 @@ import pytest
 import requests
 import socketio
 
-from tests.live import LiveServer, free_port, http_account
+from tests.live import LiveServer, free_port
+from tests.live import http_account as account
 from tests.nx_database import DatabaseProcess
 from tests.sio_wire import WireClient
 
 GRACE = 5
 
 pytestmark = pytest.mark.live
-
-
-def account(url, name):
-    return http_account(url, name)
 
 
 class Chatter(threading.Thread):
