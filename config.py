@@ -112,6 +112,13 @@ class Config:
     RATELIMIT_LOGIN = env("RATELIMIT_LOGIN", default="30 per minute")
     RATELIMIT_ACCOUNT = env("RATELIMIT_ACCOUNT", default="10 per minute")
     RATELIMIT_SEND = env("RATELIMIT_SEND", default="120 per minute")
+    # Per user: group creations and member additions together.
+    RATELIMIT_GROUPS = env("RATELIMIT_GROUPS", default="30 per hour")
+
+    # Groups: members in all, and the size up to which presence, typing and delivered
+    # receipts are relayed (read markers work at every size).
+    MAX_GROUP_MEMBERS = env_int("MAX_GROUP_MEMBERS", 256)
+    SMALL_GROUP_MAX = env_int("SMALL_GROUP_MAX", 50)
 
     # Proxies in front of the app (nginx alone: 1) whose X-Forwarded-For/-Proto are trusted
     # for the client address and scheme. 0: none (the headers are ignored).

@@ -67,6 +67,7 @@ def register_extensions(app):
 
 def register_blueprints(app):
     from chatapp.chat.routes import blp as chat_blp
+    from chatapp.conversations.routes import blp as conversations_blp
     from chatapp.extensions import api
     from chatapp.health import blp as health_blp
     from chatapp.users.routes import blp as user_blp
@@ -74,6 +75,7 @@ def register_blueprints(app):
 
     api.register_blueprint(user_blp)
     api.register_blueprint(chat_blp)
+    api.register_blueprint(conversations_blp)
     api.register_blueprint(health_blp)
     app.register_blueprint(web_blp)  # the chat page: not an API route, not in the OpenAPI doc
 

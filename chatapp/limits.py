@@ -1,13 +1,15 @@
 """Rate limits (Flask-Limiter), shared by every process through RATELIMIT_STORAGE_URI.
 
 - register and login: per client address and per account (the email in the body);
+- group creations and member additions: per user, one budget (`RATELIMIT_GROUPS`);
 - message sends: per user, one budget for REST (`POST /api/chat/send`) and sockets
   (`chat message`), so a client cannot double its rate by switching transport.
 
 REST breaches raise Flask-Limiter's 429, which leaves through the one error envelope
 (`chatapp.errors`) with `Retry-After` and `X-RateLimit-*`; sockets get the same code in
 the ack. Limits are settings (`RATELIMIT_REGISTER`, `RATELIMIT_LOGIN`,
-`RATELIMIT_ACCOUNT`, `RATELIMIT_SEND`); `RATELIMIT_ENABLED=false` turns all off.
+`RATELIMIT_ACCOUNT`, `RATELIMIT_SEND`, `RATELIMIT_GROUPS`); `RATELIMIT_ENABLED=false`
+turns all off.
 """
 import logging
 import time
@@ -21,7 +23,8 @@ from config import ConfigError
 
 log = logging.getLogger(__name__)
 
-SETTINGS = ("RATELIMIT_REGISTER", "RATELIMIT_LOGIN", "RATELIMIT_ACCOUNT", "RATELIMIT_SEND")
+SETTINGS = ("RATELIMIT_REGISTER", "RATELIMIT_LOGIN", "RATELIMIT_ACCOUNT", "RATELIMIT_SEND",
+            "RATELIMIT_GROUPS")
 SEND_SCOPE = "send_message"
 
 
@@ -83,6 +86,10 @@ limit_login = _compose(
 )
 limit_send = limiter.shared_limit(_setting("RATELIMIT_SEND"), scope=SEND_SCOPE, key_func=caller_key,
                                   error_message="too many messages, slow down")
+
+limit_groups = limiter.shared_limit(_setting("RATELIMIT_GROUPS"), scope="groups",
+                                    key_func=caller_key,
+                                    error_message="too many group changes, slow down")
 
 
 def check_socket_send(user_id):

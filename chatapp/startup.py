@@ -1,4 +1,5 @@
-"""Start-up work: every index each store's queries rely on, declared idempotently.
+"""Start-up work: every index each store's queries rely on, declared idempotently, then
+the in-place upgrade of a database written by the 1:1-only version (chatapp.conversations.upgrade).
 
 A database that is down at start-up does not stop the process (it serves 503s and
 /healthz meanwhile); the indexes are then created as soon as it answers, without a
@@ -8,6 +9,8 @@ messages from being stored twice.
 import logging
 
 from chatapp.chat import store as chat_store
+from chatapp.conversations import store as conversation_store
+from chatapp.conversations import upgrade
 from chatapp.errors import DB_DOWN_ERRORS
 from chatapp.extensions import mongo, socketio
 from chatapp.users import store as user_store
@@ -19,6 +22,7 @@ RETRY_SECONDS = 5
 def ensure_indexes():
     user_store.ensure_indexes()
     chat_store.ensure_indexes()
+    conversation_store.ensure_indexes()
 
 
 def ensure_indexes_or_retry(app):
@@ -30,9 +34,11 @@ def ensure_indexes_or_retry(app):
 
 def _try_ensure_indexes(app):
     """True when done, or when retrying cannot help (an error other than the database down)."""
+    upgrade.reset()  # this app's database has not been looked at yet
     with app.app_context():
         try:
             ensure_indexes()
+            upgrade.upgrade_all()  # a database written by the 1:1-only version
         except DB_DOWN_ERRORS as exc:
             log.warning("database unreachable, indexes not created yet (retrying every %ss): %s",
                         RETRY_SECONDS, exc)

@@ -7,7 +7,8 @@ from bson import ObjectId
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 MESSAGE_KEYS = {"id", "_id", "seq", "sender", "receiver", "content", "timestamp",
-                "delivered_at", "read_at", "edited_at", "deleted"}
+                "delivered_at", "read_at", "edited_at", "deleted",
+                "conversation", "version"}  # Part 2 adds the last two
 
 
 def send(client, account, receiver, content="hello", **extra):
@@ -449,8 +450,9 @@ def test_edit_by_sender(client, pair):
     assert response.status_code == 200
     edited = response.get_json()["message"]
     assert edited["content"] == " fixed " and ISO_MS.match(edited["edited_at"])
-    assert {k: v for k, v in edited.items() if k not in ("content", "edited_at")} == {
-        k: v for k, v in message.items() if k not in ("content", "edited_at")}
+    assert {k: v for k, v in edited.items() if k not in ("content", "edited_at", "version")} == {
+        k: v for k, v in message.items() if k not in ("content", "edited_at", "version")}
+    assert edited["version"] > message["version"]  # an edit is a change of the conversation
     assert history(client, bob, alice, bob).get_json() == [edited]
 
 

@@ -297,7 +297,7 @@ def test_delivered_receipt_is_stored_and_relayed(socket_client, client, pair):
     assert ack == {"ok": True, "updated": 2}
     [(name, receipt)] = received(a1)
     assert name == "delivered"
-    assert set(receipt) == {"receiver", "up_to", "delivered_at"}
+    assert set(receipt) == {"receiver", "up_to", "delivered_at", "conversation", "version"}
     assert receipt["receiver"] == bob.id and receipt["up_to"] == m2["id"]
     assert ISO_MS.match(receipt["delivered_at"])
     assert received(b1) == []
@@ -349,7 +349,8 @@ def test_read_over_socket_relays_newest_id_marked_and_stores(socket_client, clie
     assert ack == {"ok": True, "updated": 2}
     for sc in (a1, a2):
         [(name, receipt)] = received(sc)
-        assert name == "read" and set(receipt) == {"reader", "up_to", "read_at"}
+        assert name == "read" and set(receipt) == {"reader", "up_to", "read_at",
+                                                   "conversation", "version"}
         assert receipt["reader"] == bob.id and receipt["up_to"] == m2["id"]
         assert ISO_MS.match(receipt["read_at"])
     assert received(b1) == []

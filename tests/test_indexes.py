@@ -10,7 +10,7 @@ EXPECTED = {
                 "sockets_by_address"},
     "servers": {"servers_by_heartbeat"},
     "messages": {"history", "idempotent_send", "by_sender_time", "by_receiver_time", "unread"},
-    "conversations": {"conversations_by_member"},
+    "conversations": {"by_member_activity", "direct_pair", "legacy_upgrade"},
 }
 
 
@@ -39,3 +39,6 @@ def test_unique_and_ttl_options_are_declared(app):
     assert sends.get("unique")
     assert sends["partialFilterExpression"] == {"client_id": {"$type": "string"}}
     assert mongo.db.messages.index_information()["history"].get("unique")
+    pairs = mongo.db.conversations.index_information()["direct_pair"]
+    assert pairs.get("unique")  # one direct conversation per pair, whichever process creates it
+    assert pairs["partialFilterExpression"] == {"pair": {"$type": "string"}}

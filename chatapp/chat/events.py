@@ -13,8 +13,8 @@ from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, join_room
 
 from chatapp import limits
-from chatapp.chat import presence, service
-from chatapp.chat.schemas import DeliveredSchema, SendMessageSchema, SocketReadSchema, TypingSchema
+from chatapp.chat import presence, receipts, service
+from chatapp.chat.schemas import DeliveredSchema, SocketReadSchema, SocketSendSchema, TypingSchema
 from chatapp.errors import (
     Forbidden, NotFound, TokenExpired, Unauthorized, ValidationError, as_api_error,
 )
@@ -24,7 +24,7 @@ from chatapp.security import bearer_token
 from chatapp.users.service import authenticate
 
 log = logging.getLogger(__name__)
-send_schema, typing_schema = SendMessageSchema(), TypingSchema()
+send_schema, typing_schema = SocketSendSchema(), TypingSchema()
 read_schema, delivered_schema = SocketReadSchema(), DeliveredSchema()
 # The socket's identity, set once at connect: Flask-SocketIO keeps one environ per connection.
 SESSION_KEY = "chatapp.socket"
@@ -116,7 +116,8 @@ def on_join(user_id, data):
 @socketio.on("chat message")
 @socket_event
 def on_chat_message(user_id, data):
-    """Token holder: send a message, as `POST /api/chat/send`; ack carries the Message."""
+    """Token holder: send to a user (`receiver`, as `POST /api/chat/send`) or a member to a
+    `conversation`; ack carries the Message."""
     body = load(send_schema, data)  # validated first, as on REST: a bad payload costs no budget
     limits.check_socket_send(user_id)  # the same per-user budget as the REST route
     message, _ = service.send_message(user_id, body, origin_sid=request.sid)
@@ -142,9 +143,10 @@ def on_message_envelope(user_id, data):
 @socketio.on("typing")
 @socket_event
 def on_typing(user_id, data):
-    """Token holder: relay a typing state to the receiver (not stored; lapses after 5 s)."""
+    """Token holder: relay a typing state to the receiver, or a member's to the conversation's
+    other members (not stored; lapses after 5 s)."""
     body = load(typing_schema, data)
-    presence.relay_typing(user_id, request.sid, body["receiver"], body["typing"],
+    presence.relay_typing(user_id, request.sid, body, body["typing"],
                           current_app.config["TYPING_TIMEOUT"])
     return {"ok": True}
 
@@ -152,17 +154,20 @@ def on_typing(user_id, data):
 @socketio.on("delivered")
 @socket_event
 def on_delivered(user_id, data):
-    """Receiver: confirm delivery of the peer's messages up to an id; relayed to the peer."""
+    """Receiver: confirm delivery of a conversation's (or the peer's) messages up to an id;
+    relayed to the other members (direct and small groups)."""
     body = load(delivered_schema, data)
-    return {"ok": True, "updated": service.mark_delivered(user_id, body["peer"], body["up_to"])}
+    target = body.get("conversation") or body["peer"]
+    return {"ok": True, "updated": receipts.mark_delivered(user_id, target, body["up_to"])}
 
 
 @socketio.on("read")
 @socket_event
 def on_read(user_id, data):
-    """Receiver: mark the peer's messages read, as the REST read call."""
+    """Member: move your read marker in a conversation (or with a peer), as the REST call."""
     body = load(read_schema, data)
-    return {"ok": True, "updated": service.mark_read(user_id, body["peer"], body.get("up_to"))}
+    target = body.get("conversation") or body["peer"]
+    return {"ok": True, "updated": receipts.mark_read(user_id, target, body.get("up_to"))}
 
 
 ENVELOPE_EVENTS = {"join": on_join, "chat message": on_chat_message}

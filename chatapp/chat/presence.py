@@ -14,7 +14,9 @@ from datetime import datetime, timezone
 from flask import current_app
 
 from chatapp import realtime
-from chatapp.chat import heartbeat, store
+from chatapp.chat import heartbeat
+from chatapp.conversations import service as conversations
+from chatapp.conversations import store as conversation_store
 from chatapp.errors import DB_DOWN_ERRORS, RateLimited
 from chatapp.extensions import socketio
 from chatapp.schemas import iso
@@ -70,14 +72,16 @@ def socket_disconnected(user_id, sid):
         _forget_socket(user_id, sid)
     except DB_DOWN_ERRORS as exc:
         log.warning("database unavailable at disconnect of %s, will retry: %s", sid, exc)
-        socketio.start_background_task(_retry_forget, user_id, sid)
+        socketio.start_background_task(_retry_forget, current_app._get_current_object(),
+                                       user_id, sid)
 
 
-def _retry_forget(user_id, sid):
+def _retry_forget(app, user_id, sid):
     for _ in range(FORGET_RETRY_ATTEMPTS):
         socketio.sleep(FORGET_RETRY_SECONDS)
         try:
-            return _forget_socket(user_id, sid)
+            with app.app_context():
+                return _forget_socket(user_id, sid)
         except DB_DOWN_ERRORS:
             continue
     log.error("gave up forgetting socket %s of user %s: database still unavailable", sid, user_id)
@@ -92,33 +96,65 @@ def _forget_socket(user_id, sid):
 
 
 def _announce(user_id, online, last_seen):
-    peers = store.peers_of(user_id)
+    peers = conversation_store.shared_with(user_id, current_app.config["SMALL_GROUP_MAX"])
     if peers:
         realtime.emit_to_users("presence", {"user": str(user_id), "online": online,
                                             "last_seen": last_seen}, peers)
 
 
-def relay_typing(sender_id, sid, receiver_id, typing, timeout):
-    """Relay a typing state to the receiver; `typing: true` lapses after `timeout` seconds."""
-    if receiver_id != sender_id:
-        users.require_user(receiver_id)
-    key = (sid, receiver_id)
+def relay_typing(sender_id, sid, target, typing, timeout):
+    """Relay a typing state to a user (`{"receiver": id}`) or a conversation's other members
+    (`{"conversation": id}`; not relayed in large groups); `typing: true` lapses after
+    `timeout` seconds unless repeated."""
+    relay = _typing_relay(sender_id, target)
+    if relay is None:
+        return
+    key = (sid, relay["key"])
     generation = next(_generations)
     with _typing_lock:
         if typing:
             _typing[key] = generation
         else:
             _typing.pop(key, None)
-    realtime.emit_to_users("typing", {"sender": str(sender_id), "typing": typing}, [receiver_id],
-                           skip_sid=sid)
+    _emit_typing(sender_id, relay, typing, skip_sid=sid)
     if typing:
-        socketio.start_background_task(_lapse, key, generation, sender_id, receiver_id, timeout)
+        socketio.start_background_task(_lapse, key, generation, sender_id, relay, timeout)
 
 
-def _lapse(key, generation, sender_id, receiver_id, timeout):
+def _typing_relay(sender_id, target):
+    """Where a typing state goes: {key, recipients, conversation?, group?}; None: nowhere."""
+    if "receiver" in target:
+        receiver_id = target["receiver"]
+        if receiver_id != sender_id:
+            users.require_user(receiver_id)
+        conv = conversations.find_direct(sender_id, receiver_id)
+        return {"key": receiver_id, "recipients": [receiver_id],
+                "conversation": str(conv["_id"]) if conv else None}
+    conv = conversations.member_of(sender_id, target["conversation"])
+    if not conversations.small(conv, current_app.config):
+        return None  # large groups: accepted, not relayed
+    return {"key": conv["_id"], "conversation": str(conv["_id"]), "group": conv["type"] == "group",
+            "recipients": [m for m in conv["member_ids"] if m != sender_id]
+            if conv["type"] == "group" else [conversations.peer_of(conv, sender_id)]}
+
+
+def _emit_typing(sender_id, relay, typing, skip_sid=None):
+    payload = {"sender": str(sender_id), "typing": typing}
+    if relay["conversation"] is not None:
+        payload = {"sender": str(sender_id), "conversation": relay["conversation"], "typing": typing}
+    if relay["recipients"]:
+        realtime.emit_to_users("typing", payload, relay["recipients"], skip_sid=skip_sid)
+
+
+def _lapse(key, generation, sender_id, relay, timeout):
     socketio.sleep(timeout)
     with _typing_lock:
         if _typing.get(key) != generation:
             return  # repeated, stopped or disconnected since
         _typing.pop(key, None)
-    realtime.emit_to_users("typing", {"sender": str(sender_id), "typing": False}, [receiver_id])
+    if relay.get("group"):  # the group's members now: a removed one hears nothing more
+        doc = conversation_store.find_for_member(relay["key"], sender_id)
+        if doc is None:
+            return
+        relay = {**relay, "recipients": [m for m in doc["member_ids"] if m != sender_id]}
+    _emit_typing(sender_id, relay, False)

@@ -6,9 +6,9 @@ from flask_smorest import Blueprint
 
 from chatapp import limits
 from chatapp.auth import auth_required
-from chatapp.chat import service
+from chatapp.chat import receipts, service
 from chatapp.chat.schemas import (
-    ConversationSchema, EditMessageSchema, HistoryQuerySchema, MessageEnvelopeSchema,
+    ConversationSendSchema, EditMessageSchema, HistoryQuerySchema, MessageEnvelopeSchema,
     MessageSchema, ReadSchema, SendMessageSchema, UpdatedSchema,
 )
 from chatapp.errors import Conflict
@@ -39,13 +39,16 @@ def send_message(body):
     return {"message": message}, 201 if created else 200
 
 
-def _history_response(messages, next_cursor):
+def paged_response(items, next_cursor, replaced=("before", "after")):
+    """A bare array, with `Link: </path?...>; rel="next"` when more exist (a path: never a
+    host taken from the request)."""
     headers = {}
     if next_cursor:
-        args = {k: v for k, v in request.args.items() if k not in ("before", "after")}
+        args = {k: v for k, v in request.args.items() if k not in replaced}
         args.update(next_cursor)
-        headers["Link"] = f'<{request.base_url}?{urlencode(args)}>; rel="next"'
-    return messages, 200, headers
+        headers["Link"] = f'<{request.path}?{urlencode(args)}>; rel="next"'
+    return items, 200, headers
+
 
 
 @blp.route("/messages/<id>", methods=["GET"])
@@ -57,7 +60,7 @@ def _history_response(messages, next_cursor):
 @blp.alt_response(404, **error_doc(404, "`not_found`: malformed id"))
 def list_user_messages(query, id):  # noqa: A002 - one {id} path shared with PATCH/DELETE
     """The user themself (`id` = their user id): their messages in every conversation."""
-    return _history_response(*service.user_history(
+    return paged_response(*service.user_history(
         g.user_id, id, query["limit"], query.get("before"), query.get("after")))
 
 
@@ -70,29 +73,51 @@ def list_user_messages(query, id):  # noqa: A002 - one {id} path shared with PAT
 @blp.alt_response(404, **error_doc(404, "`not_found`: malformed id"))
 def list_conversation_messages(query, sender_id, receiver_id):
     """Either participant: the conversation's messages in `seq` order, newest first."""
-    return _history_response(*service.conversation_history(
+    return paged_response(*service.conversation_history(
         g.user_id, sender_id, receiver_id, query["limit"], query.get("before"),
         query.get("after")))
 
 
-@blp.route("/conversations", methods=["GET"])
+@blp.route("/conversations/<conversation>/messages", methods=["GET"])
 @auth_required
+@blp.arguments(HistoryQuerySchema, location="query")
 @blp.doc(security=BEARER)
-@blp.alt_response(200, schema=ConversationSchema(many=True), description="Most recent first")
-def list_conversations():
-    """Token holder: one entry per peer with last message and unread count."""
-    return service.conversations(g.user_id)
+@blp.alt_response(200, schema=MessageSchema(many=True), **HISTORY_DOC)
+@blp.alt_response(404, **error_doc(404, "`not_found`: not a conversation of yours"))
+def list_messages_of_conversation(query, conversation):
+    """A member: the conversation's messages in `seq` order, newest first."""
+    return paged_response(*service.conversation_messages(
+        g.user_id, conversation, query["limit"], query.get("before"), query.get("after")))
 
 
-@blp.route("/conversations/<peer_id>/read", methods=["POST"])
+@blp.route("/conversations/<conversation>/messages", methods=["POST"])
+@auth_required
+@blp.arguments(ConversationSendSchema)
+@blp.doc(security=BEARER)
+@blp.alt_response(201, schema=MessageEnvelopeSchema, description="Stored and delivered",
+                  headers=RATE_LIMIT_STATE_HEADERS)
+@blp.alt_response(200, schema=MessageEnvelopeSchema, description="A retry: the first message",
+                  headers=RATE_LIMIT_STATE_HEADERS)
+@blp.alt_response(404, **error_doc(404, "`not_found`: not a conversation of yours"))
+@blp.alt_response(429, **error_doc(429))
+@limits.limit_send
+def send_to_conversation(body, conversation):
+    """A member: send to the conversation; delivered to every socket of every member."""
+    message, created = service.send_message(g.user_id, {**body, "conversation": conversation})
+    return {"message": message}, 201 if created else 200
+
+
+@blp.route("/conversations/<conversation>/read", methods=["POST"])
 @auth_required
 @blp.arguments(ReadSchema, required=False)  # no body: mark everything read
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=UpdatedSchema, description="How many messages were marked")
-@blp.alt_response(404, **error_doc(404, "`not_found`: unknown or malformed peer id"))
-def mark_conversation_read(body, peer_id):
-    """Token holder: mark the peer's messages to them read; the peer gets `read`."""
-    return {"updated": service.mark_read(g.user_id, peer_id, body.get("up_to"))}
+@blp.alt_response(404, **error_doc(404, "`not_found`: not a conversation of yours, or an "
+                                        "unknown or malformed peer id"))
+def mark_conversation_read(body, conversation):
+    """A member (`conversation` = its id, or a peer's user id): move your read marker
+    forward; the other members get `read`."""
+    return {"updated": receipts.mark_read(g.user_id, conversation, body.get("up_to"))}
 
 
 @blp.route("/messages/<id>", methods=["PATCH"])

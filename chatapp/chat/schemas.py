@@ -17,6 +17,31 @@ class SendMessageSchema(InputSchema):
         "description": "optional, original API; must equal the token's user (else 403)"})
 
 
+class ConversationSendSchema(InputSchema):
+    """A send to a conversation (`POST .../conversations/<conversation>/messages`)."""
+    content = SendMessageSchema._declared_fields["content"]
+    client_id = SendMessageSchema._declared_fields["client_id"]
+
+
+def exactly_one(*names):
+    """A schema check: exactly one of `names` is given (a socket payload names its target)."""
+    def check(self, data, **kwargs):
+        given = [n for n in names if n in data]
+        if len(given) != 1:
+            raise MarshmallowError(f"Give exactly one of {' or '.join(names)}.", names[0])
+    return validates_schema(check)
+
+
+class SocketSendSchema(InputSchema):
+    """`chat message`: to a user (`receiver`, the 1:1 shape) or a `conversation`."""
+    receiver = ObjectIdField()
+    conversation = ObjectIdField(metadata={"description": "a conversation id (or a peer's id)"})
+    content = SendMessageSchema._declared_fields["content"]
+    client_id = SendMessageSchema._declared_fields["client_id"]
+    sender = SendMessageSchema._declared_fields["sender"]
+    one_target = exactly_one("receiver", "conversation")
+
+
 class EditMessageSchema(InputSchema):
     content = fields.String(required=True, metadata={
         "description": "as in SendMessage", "pattern": r"\S", "example": "hello, edited"})
@@ -27,12 +52,16 @@ class ReadSchema(InputSchema):
 
 
 class SocketReadSchema(ReadSchema):
-    peer = ObjectIdField(required=True)
+    peer = ObjectIdField()
+    conversation = ObjectIdField()
+    one_target = exactly_one("peer", "conversation")
 
 
 class DeliveredSchema(InputSchema):
-    peer = ObjectIdField(required=True)
+    peer = ObjectIdField()
+    conversation = ObjectIdField()
     up_to = ObjectIdField(required=True)
+    one_target = exactly_one("peer", "conversation")
 
 
 class StrictBoolean(fields.Boolean):
@@ -45,8 +74,10 @@ class StrictBoolean(fields.Boolean):
 
 
 class TypingSchema(InputSchema):
-    receiver = ObjectIdField(required=True)
+    receiver = ObjectIdField()
+    conversation = ObjectIdField()
     typing = StrictBoolean(required=True)
+    one_target = exactly_one("receiver", "conversation")
 
 
 class HistoryQuerySchema(InputSchema):
@@ -67,7 +98,8 @@ class MessageSchema(Schema):
     _id = fields.String(required=True, data_key="_id")
     seq = fields.Integer(required=True)
     sender = fields.String(required=True)
-    receiver = fields.String(required=True)
+    receiver = fields.String(required=True, allow_none=True,
+                             metadata={"description": "null in a group"})
     content = fields.String(required=True)
     timestamp = Timestamp(required=True)
     client_id = fields.String()
@@ -75,16 +107,15 @@ class MessageSchema(Schema):
     read_at = Timestamp(required=True, allow_none=True)
     edited_at = Timestamp(required=True, allow_none=True)
     deleted = fields.Boolean(required=True)
+    conversation = fields.String(required=True, metadata={"description": "its conversation's id"})
+    version = fields.Integer(required=True, metadata={
+        "description": "the conversation version of the message's latest change"})
 
 
 class MessageEnvelopeSchema(Schema):
     message = fields.Nested(MessageSchema, required=True)
 
 
-class ConversationSchema(Schema):
-    user = fields.Nested(UserSchema, required=True)
-    last_message = fields.Nested(MessageSchema, required=True)
-    unread_count = fields.Integer(required=True)
 
 
 class UpdatedSchema(Schema):

@@ -1,4 +1,4 @@
-"""The only code that touches the messages and conversations collections.
+"""The only code that touches the messages collection (conversations: `chatapp.conversations`).
 
 Every query here is served by an index declared in `ensure_indexes`.
 """
@@ -10,10 +10,6 @@ from chatapp.extensions import mongo
 
 def messages():
     return mongo.db.messages
-
-
-def conversations():
-    return mongo.db.conversations
 
 
 def ensure_indexes():
@@ -28,27 +24,6 @@ def ensure_indexes():
                    name="by_receiver_time")
     m.create_index([("receiver", ASCENDING), ("read_at", ASCENDING), ("sender", ASCENDING)],
                    name="unread")
-    conversations().create_index([("members", ASCENDING), ("last_at", DESCENDING)],
-                                 name="conversations_by_member")
-
-
-def conversation_key(a, b):
-    """The same key for both directions of a pair (and for a user talking to themself)."""
-    low, high = sorted((str(a), str(b)))
-    return f"{low}:{high}"
-
-
-def next_seq(conv, members, message_id, now):
-    """Take the next number of a conversation atomically; records it as the latest activity."""
-    doc = conversations().find_one_and_update(
-        {"_id": conv},
-        {"$inc": {"seq": 1}, "$set": {"last_at": now, "last_message_id": message_id},
-         "$setOnInsert": {"members": sorted(set(members))}},
-        projection={"seq": 1, "_id": 0},
-        upsert=True,
-        return_document=ReturnDocument.AFTER,
-    )
-    return doc["seq"]
 
 
 def insert_message(doc):
@@ -84,8 +59,9 @@ def conversation_page(conv, limit, before_seq=None, after_seq=None):
 
 
 def user_page(user_id, limit, before=None, after=None):
-    """A user's messages in every conversation, by (created_at, _id), newest first."""
-    query = {"$or": [{"sender": user_id}, {"receiver": user_id}]}
+    """A user's direct messages in every conversation, by (created_at, _id), newest first
+    (group messages have no receiver: they are read per conversation)."""
+    query = {"$or": [{"sender": user_id, "receiver": {"$ne": None}}, {"receiver": user_id}]}
     order = DESCENDING
     if before is not None:
         query = {"$and": [query, _position(before, "$lt")]}
@@ -123,32 +99,37 @@ def update_message(message_id, changes):
     )
 
 
-def user_conversations(user_id, limit):
-    return list(conversations().find({"members": user_id})
-                .sort("last_at", DESCENDING).limit(limit))
-
-
 def find_messages(ids):
     return {doc["_id"]: doc for doc in messages().find({"_id": {"$in": list(ids)}})}
 
 
-def unread_counts(user_id):
-    """{sender id: count} of messages to `user_id` not read yet."""
-    pipeline = [  # notes to yourself are never unread
-        {"$match": {"receiver": user_id, "read_at": None, "sender": {"$ne": user_id}}},
-        {"$group": {"_id": "$sender", "n": {"$sum": 1}}},
-    ]
-    return {row["_id"]: row["n"] for row in messages().aggregate(pipeline)}
+def count_unread(conv, user_id, read_up_to):
+    """The others' messages above a member's read marker (notes to yourself are never unread)."""
+    return messages().count_documents(
+        {"conv": conv, "seq": {"$gt": read_up_to}, "sender": {"$ne": user_id}})
 
 
-def peers_of(user_id):
-    """Everyone who shares a conversation with `user_id`."""
-    peers = set()
-    for doc in conversations().find({"members": user_id}, {"members": 1}):
-        peers.update(doc["members"])
-    peers.discard(user_id)
-    return peers
+def count_from_others(conv, user_id, low_seq, high_seq):
+    """The others' messages with low_seq < seq <= high_seq (what a marker move covered)."""
+    return messages().count_documents(
+        {"conv": conv, "seq": {"$gt": low_seq, "$lte": high_seq}, "sender": {"$ne": user_id}})
 
 
 def newest_in(conv):
     return messages().find_one({"conv": conv}, sort=[("seq", DESCENDING)])
+
+
+def oldest_in(conv):
+    return messages().find_one({"conv": conv}, sort=[("seq", ASCENDING)])
+
+
+def marked_up_to(conv, receiver, field):
+    """The highest seq of the others' messages to `receiver` with `field` set (0: none)."""
+    doc = messages().find_one({"conv": conv, "receiver": receiver, "sender": {"$ne": receiver},
+                               field: {"$ne": None}}, sort=[("seq", DESCENDING)])
+    return doc["seq"] if doc else 0
+
+
+def move_conversation(old_conv, new_conv):
+    """Re-key a conversation's messages (the upgrade of a 1:1-only database)."""
+    return messages().update_many({"conv": old_conv}, {"$set": {"conv": new_conv}}).modified_count

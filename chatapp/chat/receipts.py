@@ -1,0 +1,109 @@
+"""Read and delivered receipts: the members' markers, and `read_at`/`delivered_at` in 1:1.
+
+A member's `read_up_to`/`delivered_up_to` (seq numbers) only move forward, each move one
+atomic conditional update taking the conversation's next `version`. In a direct
+conversation the messages' own `read_at`/`delivered_at` are set too, as the 1:1 API
+always did.
+"""
+from datetime import datetime, timezone
+
+from bson import ObjectId
+from flask import current_app
+
+from chatapp import realtime
+from chatapp.chat import store
+from chatapp.conversations import service as conversations
+from chatapp.conversations import store as conversation_store
+from chatapp.errors import NotFound, ValidationError
+from chatapp.schemas import iso, parse_object_id
+from chatapp.users import service as users
+
+MARKERS = {"read_at": "read_up_to", "delivered_at": "delivered_up_to"}
+
+
+def mark_read(reader_id, ref, up_to=None):
+    """Move the reader's read marker (up to a message id, default the newest); tells the
+    other members with `read`. `ref`: a conversation id or a peer's user id."""
+    return _mark(reader_id, ref, up_to, "read_at", "read", "reader")
+
+
+def mark_delivered(receiver_id, ref, up_to):
+    """The receiving client has the conversation's messages up to `up_to`; tells the other
+    members with `delivered` (direct and small groups only)."""
+    return _mark(receiver_id, ref, up_to, "delivered_at", "delivered", "receiver")
+
+
+def _conversation(caller_id, ref):
+    """The conversation, or None for a known peer you have no messages with yet."""
+    try:
+        return conversations.member_of(caller_id, ref)
+    except NotFound:
+        peer_id = ref if isinstance(ref, ObjectId) else parse_object_id(ref)
+        if peer_id is None:
+            raise
+        users.require_user(peer_id)  # a user without a conversation with you: nothing to mark
+        return None
+
+
+def _mark(caller_id, ref, up_to, field, event, who):
+    conv = _conversation(caller_id, ref)
+    if conv is None:
+        if up_to is not None:
+            raise ValidationError(details={"up_to": ["Not a message of this conversation."]})
+        return 0
+    target = _target(conv, caller_id, up_to, field)
+    if target is None:
+        return 0
+    when = datetime.now(timezone.utc)
+    updated = 0
+    if conv["type"] == "direct":
+        updated = store.mark(conv["_id"], caller_id, field, target["seq"], when)
+        if field == "read_at":
+            store.mark(conv["_id"], caller_id, "delivered_at", target["seq"], when)
+    moved = _move_marker(conv, caller_id, MARKERS[field], target["seq"])
+    if field == "read_at":
+        _move_marker(conv, caller_id, "delivered_up_to", target["seq"], bump=False)
+    if conv["type"] == "group":
+        if moved is None:
+            return 0
+        previous = moved["members"][str(caller_id)][MARKERS[field]]
+        updated = store.count_from_others(conv["_id"], caller_id, previous, target["seq"])
+    if updated or (conv["type"] == "group" and moved is not None):
+        _tell(conv, caller_id, event, who, target, when, field, moved)
+    return updated
+
+
+def _target(conv, caller_id, up_to, field):
+    """The message a marker moves to: `up_to` (of this conversation, else 422), else the
+    newest the caller has to mark."""
+    if up_to is not None:
+        doc = store.find_message(up_to)
+        if doc is None or doc["conv"] != conv["_id"]:
+            raise ValidationError(details={"up_to": ["Not a message of this conversation."]})
+        return doc
+    if conv["type"] == "direct":
+        peer = conversations.peer_of(conv, caller_id)
+        return store.newest_unmarked(conv["_id"], peer, caller_id, field)
+    return store.newest_in(conv["_id"])
+
+
+def _move_marker(conv, user_id, marker, seq, bump=True):
+    """Forward only; returns the document before the move, None when it did not move."""
+    path = f"members.{user_id}.{marker}"
+    changes = {"$set": {path: seq}}
+    if bump:
+        changes["$inc"] = {"version": 1}
+    return conversation_store.update(conv["_id"], {path: {"$lt": seq}}, changes, before=True)
+
+
+def _tell(conv, caller_id, event, who, target, when, field, moved):
+    others = [m for m in conv["member_ids"] if m != caller_id]
+    if not others:
+        return
+    if event == "delivered" and not conversations.small(conv, current_app.config):
+        return  # large groups: stored, not relayed
+    payload = {who: str(caller_id), "up_to": str(target["_id"]), field: iso(when),
+               "conversation": str(conv["_id"])}
+    if moved is not None:
+        payload["version"] = moved["version"] + 1
+    realtime.emit_to_users(event, payload, others)

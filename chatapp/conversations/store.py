@@ -1,0 +1,164 @@
+"""The only code that touches the conversations collection.
+
+A conversation document holds its members as a map keyed by user id (so every change to
+one member is a plain dotted `$set`/`$unset`, atomic with the rest of the document) and
+`member_ids`, the same ids as an array for the index that lists a user's conversations:
+
+    {_id, type: "direct"|"group", pair?: "<low id>:<high id>", title, created_by,
+     created_at, members: {"<user id>": {role, joined_at, read_up_to, delivered_up_to}},
+     member_ids: [ObjectId], member_count, seq, version, last_at, last_message_id}
+
+`seq` numbers the messages, `version` every change (message, marker, membership, title).
+Every query here is served by an index declared in `ensure_indexes`.
+"""
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from chatapp.extensions import mongo
+
+# Written by the 1:1-only version: `_id` is the pair key, `members` an array of ids.
+LEGACY_INDEX = "conversations_by_member"
+LIST_FIELDS = ("type", "title", "created_by", "created_at", "member_ids", "member_count",
+               "version", "last_at", "last_message_id")
+
+
+def conversations():
+    return mongo.db.conversations
+
+
+def ensure_indexes():
+    c = conversations()
+    c.create_index([("member_ids", ASCENDING), ("last_at", DESCENDING), ("_id", DESCENDING)],
+                   name="by_member_activity")
+    c.create_index([("pair", ASCENDING)], unique=True,
+                   partialFilterExpression={"pair": {"$type": "string"}}, name="direct_pair")
+    c.create_index([("legacy", ASCENDING)], sparse=True, name="legacy_upgrade")
+
+
+def drop_legacy_index():
+    try:
+        conversations().drop_index(LEGACY_INDEX)
+    except OperationFailure:
+        pass  # already gone (or never there)
+
+
+def pair_key(a, b):
+    """The same key for both directions of a pair (and for a user talking to themself)."""
+    low, high = sorted((str(a), str(b)))
+    return f"{low}:{high}"
+
+
+def member_entry(role, joined_at, read_up_to=0, delivered_up_to=0):
+    return {"role": role, "joined_at": joined_at, "read_up_to": read_up_to,
+            "delivered_up_to": delivered_up_to}
+
+
+def find(conversation_id):
+    return conversations().find_one({"_id": conversation_id})
+
+
+def find_for_member(conversation_id, user_id):
+    return conversations().find_one({"_id": conversation_id, "member_ids": user_id})
+
+
+def find_direct(pair):
+    return conversations().find_one({"pair": pair})
+
+
+def insert(doc):
+    conversations().insert_one(doc)
+
+
+def upsert_direct(pair, on_insert, changes=None, inc=None):
+    """Find-or-create the pair's conversation atomically (the unique `pair` index decides a
+    race between processes), applying `changes`/`inc`; returns the document after."""
+    update = {"$setOnInsert": on_insert}
+    if changes:
+        update["$set"] = changes
+    if inc:
+        update["$inc"] = inc
+    for attempt in range(3):
+        try:
+            return conversations().find_one_and_update(
+                {"pair": pair}, update, upsert=True, return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:
+            if attempt == 2:
+                raise  # MongoDB retries such upserts itself; this covers the embedded store
+
+
+def take_seq(conversation_id, sender_id, message_id, now):
+    """The next `seq` and `version` of a conversation the sender is a member of at this
+    instant, recorded as its latest activity; None when the sender is not (any more)."""
+    return conversations().find_one_and_update(
+        {"_id": conversation_id, "member_ids": sender_id},
+        {"$inc": {"seq": 1, "version": 1},
+         "$set": {"last_at": now, "last_message_id": message_id}},
+        projection={"seq": 1, "version": 1, "member_ids": 1, "member_count": 1, "type": 1},
+        return_document=ReturnDocument.AFTER,
+    )
+
+
+def take_version(conversation_id):
+    """The next `version` of a conversation (a change that is not a new message)."""
+    doc = conversations().find_one_and_update(
+        {"_id": conversation_id}, {"$inc": {"version": 1}},
+        projection={"version": 1, "member_ids": 1, "type": 1},
+        return_document=ReturnDocument.AFTER)
+    return doc
+
+
+def update(conversation_id, condition, changes, before=False):
+    """One atomic change of a conversation under `condition` (e.g. the caller's role at this
+    instant); returns the document (after, or before with `before`), None when unmet."""
+    query = {"_id": conversation_id, **condition}
+    return conversations().find_one_and_update(
+        query, changes,
+        return_document=ReturnDocument.BEFORE if before else ReturnDocument.AFTER)
+
+
+def page_for_member(user_id, limit, kind=None, after=None):
+    """A user's conversations by latest activity, newest first; `after` = (last_at, _id)."""
+    query = {"member_ids": user_id}
+    if kind:
+        query["type"] = kind
+    if after is not None:
+        last_at, conv_id = after
+        query["$or"] = [{"last_at": {"$lt": last_at}}, {"last_at": last_at, "_id": {"$lt": conv_id}}]
+    fields = {f: 1 for f in LIST_FIELDS}
+    fields[f"members.{user_id}"] = 1  # the caller's own role and markers, not every member's
+    cursor = conversations().find(query, fields).sort(
+        [("last_at", DESCENDING), ("_id", DESCENDING)]).limit(limit)
+    return list(cursor)
+
+
+def shared_with(user_id, small_group_max):
+    """Everyone who shares a direct conversation, or a group of at most `small_group_max`
+    members, with `user_id`."""
+    peers = set()
+    query = {"member_ids": user_id,
+             "$or": [{"type": "direct"}, {"member_count": {"$lte": small_group_max}}]}
+    for doc in conversations().find(query, {"member_ids": 1}):
+        peers.update(doc["member_ids"])
+    peers.discard(user_id)
+    return peers
+
+
+def legacy_conversations():
+    """Documents the 1:1-only version wrote (string `_id`), and half-upgraded ones."""
+    yield from conversations().find({"_id": {"$type": "string"}})
+
+
+def half_upgraded():
+    return list(conversations().find({"legacy": True}, {"pair": 1}))
+
+
+def find_legacy(pair):
+    return conversations().find_one({"_id": pair})
+
+
+def delete_legacy(pair):
+    conversations().delete_one({"_id": pair})
+
+
+def finish_upgrade(conversation_id):
+    conversations().update_one({"_id": conversation_id}, {"$unset": {"legacy": ""}})
