@@ -28,8 +28,16 @@ CONTRACT_OPERATIONS = {
     ("get", "/api/user"), ("get", "/api/user/{user_id}"),
     ("post", "/api/chat/send"), ("get", "/api/chat/messages/{id}"),
     ("get", "/api/chat/messages/{sender_id}/{receiver_id}"), ("get", "/api/chat/conversations"),
-    ("post", "/api/chat/conversations/{peer_id}/read"), ("patch", "/api/chat/messages/{id}"),
-    ("delete", "/api/chat/messages/{id}"),
+    ("post", "/api/chat/conversations/{conversation}/read"),
+    ("patch", "/api/chat/messages/{id}"), ("delete", "/api/chat/messages/{id}"),
+    # Part 2: conversations
+    ("post", "/api/chat/groups"), ("get", "/api/chat/conversations/{conversation}"),
+    ("patch", "/api/chat/conversations/{conversation}"),
+    ("post", "/api/chat/conversations/{conversation}/members"),
+    ("delete", "/api/chat/conversations/{conversation}/members/{user_id}"),
+    ("patch", "/api/chat/conversations/{conversation}/members/{user_id}"),
+    ("get", "/api/chat/conversations/{conversation}/messages"),
+    ("post", "/api/chat/conversations/{conversation}/messages"),
     ("get", "/healthz"), ("get", "/readyz"),
 }
 PUBLIC = {("post", "/api/user/register"), ("post", "/api/user/login"),
@@ -144,7 +152,14 @@ def test_every_component_schema_is_used(doc):
     ("get", "/api/chat/messages/{id}", {"200", "401", "403", "404", "422"}),
     ("patch", "/api/chat/messages/{id}", {"200", "403", "404", "409", "422"}),
     ("delete", "/api/chat/messages/{id}", {"200", "403", "404"}),
-    ("post", "/api/chat/conversations/{peer_id}/read", {"200", "404", "422"}),
+    ("post", "/api/chat/conversations/{conversation}/read", {"200", "404", "422"}),
+    ("post", "/api/chat/groups", {"201", "401", "404", "422", "429"}),
+    ("post", "/api/chat/conversations/{conversation}/members",
+     {"200", "403", "404", "409", "422", "429"}),
+    ("delete", "/api/chat/conversations/{conversation}/members/{user_id}",
+     {"200", "403", "404", "409"}),
+    ("patch", "/api/chat/conversations/{conversation}/members/{user_id}",
+     {"200", "403", "404", "409", "422"}),
     ("get", "/api/user/{user_id}", {"200", "404"}),
     ("get", "/readyz", {"200", "503"}),
 ])
@@ -233,6 +248,20 @@ class LiveData:
         self.disposable = self.account()  # for logout / logout-all, which revoke tokens
         self.mine = [self.send(self.me, self.peer, f"mine {i}") for i in range(6)]
         self.theirs = [self.send(self.peer, self.me, f"theirs {i}") for i in range(6)]
+        self.conversations = [self.direct_conversation(), self.group(), self.group()]
+
+    def direct_conversation(self):
+        r = requests.get(self.url + f"/api/chat/conversations/{self.peer['id']}",
+                         headers={"Authorization": f"Bearer {self.me['token']}"}, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()["id"]
+
+    def group(self):
+        r = requests.post(self.url + "/api/chat/groups",
+                          json={"title": "fuzz", "members": [self.peer["id"]]},
+                          headers={"Authorization": f"Bearer {self.me['token']}"}, timeout=10)
+        assert r.status_code == 201, r.text
+        return r.json()["conversation"]["id"]
 
     def account(self):
         name = f"fuzz{uuid.uuid4().hex[:12]}"
@@ -281,10 +310,17 @@ schema = schemathesis.openapi.from_dict(
             # `before` and `after` together, an `up_to` from another conversation, a
             # `cursor` the server did not make: each is a 422 on its operation only.
             # Likewise a password of 2-72 code points that is not 8-72 bytes in UTF-8.
+            # Groups: random ids are unknown users (404), a direct conversation's membership
+            # is fixed (409), roles decide (403), and a member list of only yourself is 422.
             {"include-path": ["/api/user/register", "/api/chat/messages/{id}",
                               "/api/chat/messages/{sender_id}/{receiver_id}",
-                              "/api/chat/conversations/{peer_id}/read", "/api/user"],
-             "include-method": ["GET", "POST"],
+                              "/api/chat/conversations/{conversation}/read", "/api/user",
+                              "/api/chat/conversations", "/api/chat/groups",
+                              "/api/chat/conversations/{conversation}",
+                              "/api/chat/conversations/{conversation}/members",
+                              "/api/chat/conversations/{conversation}/members/{user_id}",
+                              "/api/chat/conversations/{conversation}/messages"],
+             "include-method": ["GET", "POST", "PATCH", "DELETE"],
              "checks": {"positive_data_acceptance": {
                  "expected-statuses": ["2xx", "401", "403", "404", "409", "422"]}}},
         ],
@@ -317,16 +353,19 @@ def use_real_data(case, data):
     users = [data.me["id"], data.peer["id"]]
     messages = data.mine + data.theirs
     params = case.path_parameters or {}
-    for name in ("user_id", "sender_id", "receiver_id", "peer_id"):
+    for name in ("user_id", "sender_id", "receiver_id"):
         if name in params:
             params[name] = pick(params[name], users)
+    if "conversation" in params:
+        params["conversation"] = pick(params["conversation"], data.conversations + users)
     if "id" in params:
         params["id"] = pick(params["id"], users if case.method.lower() == "get" else messages)
     for name in ("before", "after"):
         if name in (case.query or {}):
             case.query[name] = pick(case.query[name], messages)
     body = case.body if isinstance(case.body, dict) else {}
-    for name, choices in (("receiver", users), ("up_to", messages)):
+    for name, choices in (("receiver", users), ("up_to", messages), ("members", [users]),
+                          ("user_ids", [users])):
         if name in body:
             body[name] = pick(body[name], choices)
     if case.path == "/api/user/login" and half(body.get("email")):
