@@ -32,7 +32,8 @@ STATUS_CODES = {
 SOCKET_CODES = set().union(*STATUS_CODES.values())
 FIELDS = ["receiver", "content", "client_id", "sender", "username", "email", "password",
           "refresh_token", "up_to", "peer", "typing", "event", "data", "userId", "limit",
-          "before", "after", "cursor", "q", "_id", "id"]
+          "before", "after", "cursor", "q", "_id", "id", "title", "members", "user_ids", "role",
+          "conversation", "type"]
 OPERATORS = [{"$ne": None}, {"$gt": ""}, {"$where": "sleep(1000)"}, {"$regex": ".*"},
              {"$in": [1, "a"]}, {"$exists": True}, {"$function": {"body": "x"}}]
 DEPTH = 1000
@@ -62,6 +63,12 @@ def templates(world):
     """Valid bodies per route: hostile values are swapped into these, so they reach the code
     behind validation of the other fields (a bad password next to a good username...)."""
     attacker, talker = world["attacker"], world["talker"]
+    group, turn = world["group"], world["counter"]
+
+    def either(one_to_one, in_group):
+        """Half the socket payloads name a user (1:1), half the attacker's group."""
+        return lambda: one_to_one() if next(turn) % 2 else in_group()
+
     return {
         "/api/user/register": lambda: {"username": f"u{next(world['counter'])}",
                                        "email": f"u{next(world['counter'])}@example.com",
@@ -71,12 +78,21 @@ def templates(world):
         "/api/user/logout": lambda: {"refresh_token": world["tokens"]["refresh_token"]},
         "/api/chat/send": lambda: {"receiver": talker.id, "content": "hello",
                                    "client_id": f"c{next(world['counter'])}"},
-        "/api/chat/conversations/<peer_id>/read": lambda: {"up_to": world["ids"][3]},
         "/api/chat/messages/<id>": lambda: {"content": "edited"},
-        "chat message": lambda: {"receiver": talker.id, "content": "hello"},
-        "typing": lambda: {"receiver": talker.id, "typing": True},
-        "delivered": lambda: {"peer": talker.id, "up_to": world["ids"][3]},
-        "read": lambda: {"peer": talker.id},
+        "/api/chat/conversations/<conversation>/read": lambda: {"up_to": world["ids"][3]},
+        "/api/chat/groups": lambda: {"title": "crew", "members": [talker.id]},
+        "/api/chat/conversations/<conversation>": lambda: {"title": "renamed"},
+        "/api/chat/conversations/<conversation>/members": lambda: {"user_ids": [talker.id]},
+        "/api/chat/conversations/<conversation>/members/<user_id>": lambda: {"role": "admin"},
+        "/api/chat/conversations/<conversation>/messages": lambda: {
+            "content": "hello", "client_id": f"g{next(turn)}"},
+        "chat message": either(lambda: {"receiver": talker.id, "content": "hello"},
+                               lambda: {"conversation": group, "content": "hello"}),
+        "typing": either(lambda: {"receiver": talker.id, "typing": True},
+                         lambda: {"conversation": group, "typing": True}),
+        "delivered": either(lambda: {"peer": talker.id, "up_to": world["ids"][3]},
+                            lambda: {"conversation": group, "up_to": world["ids"][7]}),
+        "read": either(lambda: {"peer": talker.id}, lambda: {"conversation": group}),
     }
 
 
@@ -117,12 +133,20 @@ def world(app, client, auth, socket_client):
     sent = client.post("/api/chat/send", headers=attacker.headers,
                        json={"receiver": talker.id, "content": "mine"})
     assert sent.status_code == 201
+    group = client.post("/api/chat/groups", headers=attacker.headers,
+                        json={"title": "attacker's", "members": [talker.id]})
+    assert group.status_code == 201
+    group_id = group.get_json()["conversation"]["id"]
+    in_group = client.post(f"/api/chat/conversations/{group_id}/messages",
+                           headers=attacker.headers, json={"content": "group"})
+    assert in_group.status_code == 201
     ear = socket_client(listener)
     assert ear.is_connected()
     ids = [attacker.id, talker.id, listener.id, sent.get_json()["message"]["id"],
-           "0" * 24, "f" * 24, "not-an-id"]
+           "0" * 24, "f" * 24, "not-an-id", in_group.get_json()["message"]["id"], group_id,
+           sent.get_json()["message"]["conversation"]]
     return {"attacker": attacker, "talker": talker, "listener": listener, "ear": ear, "ids": ids,
-            "counter": iter(range(10**9)), "tokens": {}}
+            "counter": iter(range(10**9)), "tokens": {}, "group": group_id}
 
 
 def assert_bystander_unharmed(client, world):
@@ -214,7 +238,18 @@ SURROGATE_CASES = [  # (method, path, template key, field): every text field of 
     ("POST", "/api/chat/send", "/api/chat/send", "client_id"),
     ("POST", "/api/chat/send", "/api/chat/send", "receiver"),
     ("PATCH", "/api/chat/messages/{message}", "/api/chat/messages/<id>", "content"),
-    ("POST", "/api/chat/conversations/{talker}/read", "/api/chat/conversations/<peer_id>/read", "up_to"),
+    ("POST", "/api/chat/conversations/{talker}/read", "/api/chat/conversations/<conversation>/read",
+     "up_to"),
+    ("POST", "/api/chat/conversations/{group}/read", "/api/chat/conversations/<conversation>/read",
+     "up_to"),
+    ("POST", "/api/chat/groups", "/api/chat/groups", "title"),
+    ("PATCH", "/api/chat/conversations/{group}", "/api/chat/conversations/<conversation>", "title"),
+    ("PATCH", "/api/chat/conversations/{group}/members/{talker}",
+     "/api/chat/conversations/<conversation>/members/<user_id>", "role"),
+    ("POST", "/api/chat/conversations/{group}/messages",
+     "/api/chat/conversations/<conversation>/messages", "content"),
+    ("POST", "/api/chat/conversations/{group}/messages",
+     "/api/chat/conversations/<conversation>/messages", "client_id"),
 ]
 
 
@@ -228,7 +263,7 @@ def test_lone_surrogate_in_a_rest_field_is_a_validation_error(client, world, cap
                                                  "password": world["attacker"].password})
     world["tokens"] = login.get_json()
     body = {**templates(world)[shape](), field: "ok\udc80"}
-    path = path.format(message=world["ids"][3], talker=world["talker"].id)
+    path = path.format(message=world["ids"][3], talker=world["talker"].id, group=world["group"])
     response = client.open(path, method=method, data=json.dumps(body), content_type="application/json",
                            headers={"Authorization": f"Bearer {world['tokens']['access_token']}"})
     assert response.status_code == 422, response.get_json()
