@@ -17,7 +17,8 @@ def make_app():
 
     def build(**overrides):
         settings = {"RATELIMIT_ENABLED": True, "RATELIMIT_REGISTER": ROOMY,
-                    "RATELIMIT_LOGIN": ROOMY, "RATELIMIT_ACCOUNT": ROOMY, "RATELIMIT_SEND": ROOMY}
+                    "RATELIMIT_LOGIN": ROOMY, "RATELIMIT_ACCOUNT": ROOMY, "RATELIMIT_SEND": ROOMY,
+                    "RATELIMIT_GROUPS": ROOMY}
         return create_app(TestingConfig, **{**settings, **overrides})
 
     return build
@@ -109,6 +110,31 @@ def test_rest_sends_are_limited_per_user(make_app):
     assert [send(client, alice, bob).status_code for _ in range(2)] == [201, 201]
     assert_limited(send(client, alice, bob), 2, "too many messages, slow down")
     assert send(client, bob, alice).status_code == 201
+
+
+def test_group_creations_and_additions_share_one_budget_per_user(make_app):
+    client = make_app(RATELIMIT_GROUPS="3 per minute").test_client()
+    alice, bob, carol = (account(client, n) for n in ("alice", "bob12", "carol"))
+
+    def create():
+        return client.post("/api/chat/groups", headers=alice["headers"],
+                           json={"title": "g", "members": [bob["id"]]})
+
+    first = create()
+    assert first.status_code == 201 and create().status_code == 201
+    group = first.get_json()["conversation"]["id"]
+    added = client.post(f"/api/chat/conversations/{group}/members", headers=alice["headers"],
+                        json={"user_ids": [carol["id"]]})
+    assert added.status_code == 200
+    assert_limited(create(), 3, "too many group changes, slow down")
+    again = client.post(f"/api/chat/conversations/{group}/members", headers=alice["headers"],
+                        json={"user_ids": [carol["id"]]})
+    assert_limited(again, 3, "too many group changes, slow down")
+    # nothing was created by the refused call; another user has a budget of their own
+    listed = client.get("/api/chat/conversations", headers=alice["headers"]).get_json()
+    assert len(listed) == 2
+    assert client.post("/api/chat/groups", headers=bob["headers"],
+                       json={"title": "g", "members": [carol["id"]]}).status_code == 201
 
 
 def socket_send(sock, receiver, content="hi"):
