@@ -1,7 +1,9 @@
 """The chat page at `/`, driven end to end in Debian's headless Chromium (never a downloaded one).
 
 Two browser contexts are two people: they register through the page, find each other, chat
-both ways, see typing, read receipts, edits, deletions, history paging and presence. The
+both ways, see typing, read receipts, edits, deletions, history paging and presence. Three
+more make a group: created from the page, listed beside direct conversations with unread
+counts, its members with their role and read marker, messages and markers moving live. The
 page's CDN script is served by the test from tests/js/node_modules (the machine is offline);
 the page's integrity hash still has to match it.
 """
@@ -104,7 +106,7 @@ class Person:
         self.session = page.evaluate("JSON.parse(sessionStorage.getItem('chatapp'))")
 
     def conversation(self, peer):
-        return self.page.locator("#conversations li", has_text=peer.name)
+        return self.page.locator("#conversations li.direct", has_text=peer.name)
 
     def message(self, text, mine):
         return self.page.locator(f"#list li.{'mine' if mine else 'theirs'}", has_text=text)
@@ -114,6 +116,23 @@ class Person:
         self.page.press("#text", "Enter")
         expect(self.message(text, mine=True)).to_be_visible()
 
+    @property
+    def id(self):
+        return self.session["me"]["id"]
+
+    def group(self, title):
+        return self.page.locator("#conversations li.group", has_text=title)
+
+    def member(self, person):
+        """`person`'s entry in the open group's member list."""
+        return self.page.locator(f"#members li[data-user='{person.id}']")
+
+    def pick(self, person):
+        """In the new-group form: find `person` in the users list and tick them."""
+        self.page.fill("#group-find", person.name)
+        expect(self.page.locator("#candidates li")).to_have_count(1)  # the filtered list
+        self.page.locator(f"#candidates li[data-user='{person.id}'] input").check()
+
 
 def test_two_people_chat_in_the_browser(live_server, browser, tmp_path):
     tag = uuid.uuid4().hex[:6]
@@ -122,12 +141,13 @@ def test_two_people_chat_in_the_browser(live_server, browser, tmp_path):
         alice.register(f"alice_{tag}")
         bob.register(f"bob_{tag}")
 
-        # Alice finds Bob (online) and writes first; Bob sees an unread badge and Alice online.
+        # Alice finds Bob and writes first; Bob sees an unread badge and Alice online. Presence
+        # is shown to people who share a conversation: Bob's dot is green once there is one.
         alice.page.fill("#find", bob.name)
         alice.page.locator("#found li", has_text=bob.name).click()
         expect(alice.page.locator("#peer-name")).to_have_text(bob.name)
-        expect(alice.page.locator("#peer-dot")).to_have_class("dot online")
         alice.send("hello bob")
+        expect(alice.page.locator("#peer-dot")).to_have_class("dot online")
         expect(bob.conversation(alice).locator(".badge")).to_have_text("1")
         expect(bob.conversation(alice).locator(".dot")).to_have_class("dot online")
 
@@ -184,3 +204,123 @@ def test_two_people_chat_in_the_browser(live_server, browser, tmp_path):
         for person in (alice, bob):
             person.close()
 
+
+def test_group_chat_in_the_browser(live_server, browser, tmp_path):
+    """Three people: Ann makes a group with Ben and Cat; messages arrive live in it, beside
+    the direct conversations, and everyone's read marker moves on the others' pages."""
+    tag = uuid.uuid4().hex[:6]
+    ann, ben, cat = (Person(browser, live_server.url) for _ in range(3))
+    title = f"Trip <b>{tag}</b>"  # user text is shown as text, never parsed as HTML
+    try:
+        for person, name in ((ann, "ann"), (ben, "ben"), (cat, "cat")):
+            person.register(f"{name}_{tag}")
+        # Cat and Ann already have a direct conversation: it stays listed beside the group.
+        cat.page.fill("#find", ann.name)
+        cat.page.locator("#found li", has_text=ann.name).click()
+        cat.send("hi ann, direct")
+        expect(ann.conversation(cat).locator(".badge")).to_have_text("1")
+
+        # Ann creates the group, picking Ben and Cat from the users list.
+        ann.page.click("#new-group")
+        ann.page.fill("#group-form [name=title]", title)
+        expect(ann.page.locator("#candidates li").first).to_be_visible()
+        ann.pick(ben)
+        ann.pick(cat)
+        expect(ann.page.locator("#picked")).to_have_text(f"With: {ben.name}, {cat.name}")
+        ann.page.screenshot(path=tmp_path / "new-group.png")
+        ann.page.click("#group-form button[name=create]")
+        expect(ann.page.locator("#group-form")).to_be_hidden()
+        expect(ann.page.locator("#peer-name")).to_have_text(title)
+        expect(ann.page.locator("#members li")).to_have_count(3)
+        expect(ann.member(ann).locator(".role")).to_have_text("owner")
+        expect(ann.member(ben).locator(".role")).to_have_text("member")
+        expect(ann.member(cat).locator(".read")).to_have_text("nothing read yet")
+        expect(ann.group(title)).to_have_count(1)
+        expect(ann.conversation(cat)).to_have_count(1)  # the direct one, still listed
+        assert ann.page.locator("#conversations b, #peer-name b, #info b").count() == 0
+
+        # Ben and Cat see the new group appear without reloading; Cat opens it.
+        expect(ben.group(title)).to_be_visible()
+        expect(cat.group(title)).to_be_visible()
+        cat.group(title).click()
+        expect(cat.page.locator("#peer-name")).to_have_text(title)
+        expect(cat.member(ann).locator(".role")).to_have_text("owner")
+
+        # Ann types and sends: Cat (viewing) sees both live, Ben gets an unread badge.
+        ann.page.locator("#text").press_sequentially("hello group")
+        expect(cat.page.locator("#typing")).to_have_text(f"{ann.name} is typing…")
+        ann.page.press("#text", "Enter")
+        expect(ann.message("hello group", mine=True)).to_be_visible()
+        first = cat.message("hello group", mine=False)
+        expect(first).to_be_visible()
+        expect(first.locator(".sender")).to_have_text(ann.name)
+        expect(cat.page.locator("#typing")).to_have_text("")
+        expect(ben.group(title).locator(".badge")).to_have_text("1")
+        expect(ben.group(title).locator(".preview")).to_have_text(f"{ann.name}: hello group")
+        seq = ann.message("hello group", mine=True).get_attribute("data-seq")
+
+        # Cat had it on screen, so it is read: her marker moves on Ann's page; Ben's does not.
+        expect(ann.member(cat).locator(".read")).to_have_text(f"read up to message {seq}")
+        expect(ann.member(ben).locator(".read")).to_have_text("nothing read yet")
+        expect(ann.message("hello group", mine=True).locator(".seen")).to_have_text(
+            f"seen by {cat.name}")
+
+        # The unread count comes from the server too: Ben reloads, the badge is still there.
+        ben.page.reload()
+        expect(ben.group(title).locator(".badge")).to_have_text("1")
+        ben.group(title).click()
+        expect(ben.message("hello group", mine=False)).to_be_visible()
+        expect(ben.group(title).locator(".badge")).to_have_count(0)
+        for page_of in (ann, cat):
+            expect(page_of.member(ben).locator(".read")).to_have_text(f"read up to message {seq}")
+        expect(ann.message("hello group", mine=True).locator(".seen")).to_contain_text(ben.name)
+
+        # Ben answers with markup: it arrives live for both others, as text.
+        reply = '<img src="x"> not an image'
+        ben.send(reply)
+        for page_of in (ann, cat):
+            expect(page_of.message(reply, mine=False)).to_be_visible()
+            expect(page_of.message(reply, mine=False).locator(".sender")).to_have_text(ben.name)
+            assert page_of.page.locator("#list img").count() == 0
+        reply_seq = ben.message(reply, mine=True).get_attribute("data-seq")
+        assert int(reply_seq) > int(seq)
+        # Both had the group open: both read it, and Ben sees both markers move.
+        expect(ben.member(ann).locator(".read")).to_have_text(f"read up to message {reply_seq}")
+        expect(ben.member(cat).locator(".read")).to_have_text(f"read up to message {reply_seq}")
+
+        expect(cat.member(cat).locator(".read")).to_have_text(f"read up to message {reply_seq}")
+
+        # The direct conversation keeps working beside the group: Ann opens it, Cat (looking
+        # at it too) gets the read receipt.
+        cat.conversation(ann).click()
+        expect(cat.page.locator("#info")).to_be_hidden()
+        expect(cat.message("hi ann, direct", mine=True).locator(".status")).to_have_text("")
+        ann.conversation(cat).click()
+        expect(ann.page.locator("#info")).to_be_hidden()
+        expect(ann.message("hi ann, direct", mine=False)).to_be_visible()
+        expect(cat.message("hi ann, direct", mine=True).locator(".status")).to_have_text("read")
+        # ...and a group message arriving meanwhile counts as unread there.
+        cat.group(title).click()
+        cat.send("back to the group")
+        expect(ann.group(title).locator(".badge")).to_have_text("1")
+        expect(ann.page.locator("#list li")).to_have_count(1)  # not shown in the direct pane
+        ann.page.screenshot(path=tmp_path / "ann.png")
+        cat.page.screenshot(path=tmp_path / "cat.png")
+
+        # Ann (the owner) removes Ben: Cat's member list follows live; Ben's page drops the group.
+        group_id = ann.group(title).get_attribute("data-conversation")
+        removed = requests.delete(
+            f"{live_server.url}/api/chat/conversations/{group_id}/members/{ben.id}", timeout=10,
+            headers={"Authorization": f"Bearer {ann.session['token']}"})
+        assert removed.status_code == 200, removed.text
+        expect(cat.page.locator("#members li")).to_have_count(2)
+        expect(cat.member(ben)).to_have_count(0)
+        expect(ben.group(title)).to_have_count(0)
+        expect(ben.page.locator("#error")).to_have_text(f"You are no longer in {title}.")
+        expect(ben.page.locator("#text")).to_be_disabled()
+
+        problems = ann.problems + ben.problems + cat.problems
+        assert not problems, problems
+    finally:
+        for person in (ann, ben, cat):
+            person.close()

@@ -5,14 +5,26 @@
 const $ = (selector) => document.querySelector(selector);
 const el = (tag, props = {}) => Object.assign(document.createElement(tag), props);
 const state = JSON.parse(sessionStorage.getItem("chatapp") || "{}"); // {token, refresh, me}
-const convs = new Map(); // peer id -> {user, last, unread}
+// The conversation list. A direct conversation is keyed by the peer's user id (a chat just
+// started has no conversation id yet), a group by its conversation id:
+// key -> {kind: "direct", key, user, convId?, last, unread} | {kind: "group", key, conversation, last, unread}
+const convs = new Map();
+const names = new Map(); // user id -> username: group senders, previews, typing
 const shown = new Map(); // message id -> <li> of the open conversation
 let socket = null;
-let peer = null; // the open conversation's User
-let olderUrl = null; // its next (older) history page, from the Link header
+let peer = null; // the open direct conversation's User
+let group = null; // or the open group's Conversation (with `members`)
+let view = 0; // bumped on every open: answers for a conversation no longer open are dropped
+let olderUrl = null; // the open conversation's next (older) history page, from the Link header
 let draftId = null; // client_id of the message being sent: a retry never duplicates it
 let typingSentAt = 0;
 let typingStop = null;
+let typingTarget = null; // {receiver} or {conversation} the last `typing: true` went to
+const typers = new Set(); // user ids typing in the open group
+
+const me = () => state.me?.id;
+const openKey = () => peer?.id ?? group?.id ?? null;
+const isGroup = (id) => !!id && convs.get(id)?.kind === "group";
 
 // ---- REST -------------------------------------------------------------------------------
 async function api(method, path, body, retry = true) {
@@ -31,6 +43,14 @@ async function api(method, path, body, retry = true) {
   return { data, res };
 }
 
+// The path of a `Link: <...>; rel="next"` header, or null.
+function nextLink(res) {
+  const next = /<([^>]+)>;\s*rel="next"/.exec(res.headers.get("Link") || "");
+  if (!next) return null;
+  const url = new URL(next[1], location.href);
+  return url.pathname + url.search;
+}
+
 async function refresh() {
   if (!state.refresh) return false;
   const res = await fetch("/api/user/refresh", {
@@ -45,12 +65,12 @@ async function refresh() {
   return true;
 }
 
-async function guard(action) {
-  $("#error").textContent = "";
+async function guard(action, where = "#error") {
+  $(where).textContent = "";
   try {
     await action();
   } catch (err) {
-    $("#error").textContent = err.message;
+    $(where).textContent = err.message;
   }
 }
 
@@ -82,12 +102,15 @@ $("#logout").addEventListener("click", async () => {
 function signOut() {
   socket?.off();
   socket?.disconnect();
-  socket = peer = null;
+  socket = null;
+  closePane();
   convs.clear();
-  shown.clear();
+  names.clear();
+  asked.clear();
   for (const key of Object.keys(state)) delete state[key];
   sessionStorage.removeItem("chatapp");
-  $("#list").replaceChildren();
+  closeGroupForm();
+  $("#conversations").replaceChildren();
   $("#chat").hidden = true;
   $("#auth").hidden = false;
 }
@@ -97,11 +120,13 @@ function start() {
   $("#chat").hidden = false;
   $("#auth-error").textContent = "";
   $("#me").textContent = state.me.username;
+  names.set(state.me.id, state.me.username);
   // `auth` as a function: every (re)connect presents the current token.
   socket = io({ auth: (cb) => cb({ token: state.token }) });
   socket.on("connect", () => guard(async () => {
     await loadConversations(); // also the catch-up after a reconnect
     if (peer) await openConversation(peer);
+    else if (group) await openGroup(group.id);
   }));
   socket.on("connect_error", async (err) => {
     const code = err.data?.code; // set when the server refused the handshake
@@ -122,31 +147,88 @@ function start() {
   socket.on("typing", onTyping);
   socket.on("read", onRead);
   socket.on("presence", onPresence);
+  socket.on("conversation", onConversation);
 }
 
 // ---- conversations --------------------------------------------------------------------------
+let listSerial = 0; // bumped when a list fetch starts; entries the page adds itself note it
+
 async function loadConversations() {
-  const { data } = await api("GET", "/api/chat/conversations");
+  const serial = ++listSerial;
+  const entries = [];
+  let url = "/api/chat/conversations?limit=200";
+  for (let pages = 0; url && pages < 5; pages += 1) { // at most 1 000 conversations on the page
+    const { data, res } = await api("GET", url);
+    entries.push(...data);
+    url = nextLink(res);
+  }
+  const before = new Map(convs);
   convs.clear();
-  for (const c of data) convs.set(c.user.id, { user: c.user, last: c.last_message, unread: c.unread_count });
-  if (peer) convs.set(peer.id, { user: peer, last: null, unread: 0, ...convs.get(peer.id) });
+  for (const c of entries) {
+    // Direct entries have the peer in `user`; groups have `user: null` and a `conversation`.
+    const entry = c.user
+      ? { kind: "direct", key: c.user.id, user: c.user, convId: c.conversation?.id }
+      : { kind: "group", key: c.conversation.id, conversation: c.conversation };
+    if (c.user) names.set(c.user.id, c.user.username);
+    convs.set(entry.key, Object.assign(entry, { last: c.last_message, unread: c.unread_count }));
+  }
+  for (const [key, old] of before) { // added here (a group just created) after the fetch began
+    if (!convs.has(key) && old.addedIn >= serial) convs.set(key, old);
+  }
+  if (peer) {
+    const listed = convs.get(peer.id);
+    if (listed) showPeerDot(peer.online = listed.user.online);
+    convs.set(peer.id, { kind: "direct", key: peer.id, user: peer, last: null, ...listed, unread: 0 });
+  }
+  if (group && !convs.has(group.id)) closePane("You are no longer in this group.");
   renderConversations();
+  learnNames(entries.filter((c) => !c.user && c.last_message).map((c) => c.last_message.sender));
+}
+
+// Usernames of group senders this page has not met yet (for previews and message labels).
+const asked = new Set();
+function learnNames(ids) {
+  const unknown = [...new Set(ids)].filter((id) => !names.has(id) && !asked.has(id)).slice(0, 20);
+  if (!unknown.length) return;
+  unknown.forEach((id) => asked.add(id));
+  guard(async () => {
+    const found = await Promise.allSettled(unknown.map((id) => api("GET", `/api/user/${encodeURIComponent(id)}`)));
+    for (const result of found) {
+      if (result.status === "fulfilled") names.set(result.value.data.id, result.value.data.username);
+    }
+    renderConversations();
+    for (const span of $("#list").querySelectorAll(".sender")) span.textContent = senderName(span.dataset.user);
+  });
 }
 
 const dot = (online) => el("span", { className: online ? "dot online" : "dot", title: online ? "online" : "offline" });
+const activity = (c) => c.last?.timestamp ?? c.conversation?.created_at ?? "~";
+
+function preview(c) {
+  if (!c.last) return c.kind === "group" ? `${c.conversation.member_count} members` : "";
+  const text = c.last.deleted ? "message deleted" : c.last.content;
+  if (c.kind !== "group") return text;
+  const who = c.last.sender === me() ? "you" : names.get(c.last.sender);
+  return who ? `${who}: ${text}` : text;
+}
 
 function renderConversations() {
   // Most recent first; a chat just started (nothing sent yet) on top.
-  const entries = [...convs.values()].sort((a, b) =>
-    (b.last?.timestamp ?? "~").localeCompare(a.last?.timestamp ?? "~"));
+  const entries = [...convs.values()].sort((a, b) => activity(b).localeCompare(activity(a)));
   $("#conversations").replaceChildren(...entries.map((c) => {
-    const li = el("li", { className: c.user.id === peer?.id ? "active" : "" });
-    li.dataset.peer = c.user.id;
-    li.append(dot(c.user.online), el("span", { className: "name", textContent: c.user.username }));
+    const li = el("li", { className: `${c.kind}${c.key === openKey() ? " active" : ""}` });
+    li.dataset.conversation = c.key;
+    if (c.kind === "group") {
+      li.append(el("span", { className: "icon", textContent: "#", title: "group" }),
+        el("span", { className: "name", textContent: c.conversation.title }));
+    } else {
+      li.dataset.peer = c.user.id;
+      li.append(dot(c.user.online), el("span", { className: "name", textContent: c.user.username }));
+    }
     if (c.unread) li.append(el("span", { className: "badge", textContent: c.unread }));
-    const preview = !c.last ? "" : c.last.deleted ? "message deleted" : c.last.content;
-    li.append(el("span", { className: "preview", textContent: preview }));
-    li.addEventListener("click", () => guard(() => openConversation(c.user)));
+    li.append(el("span", { className: "preview", textContent: preview(c) }));
+    li.addEventListener("click", () => guard(() =>
+      (c.kind === "group" ? openGroup(c.key) : openConversation(c.user))));
     return li;
   }));
 }
@@ -160,7 +242,7 @@ $("#find").addEventListener("input", (event) => {
 async function findUsers(prefix) {
   if (!prefix) return $("#found").replaceChildren();
   const { data } = await api("GET", `/api/user?limit=10&q=${encodeURIComponent(prefix)}`);
-  $("#found").replaceChildren(...data.users.filter((u) => u.id !== state.me.id).map((user) => {
+  $("#found").replaceChildren(...data.users.filter((u) => u.id !== me()).map((user) => {
     const li = el("li", { textContent: ` ${user.username}` });
     li.prepend(dot(user.online));
     li.addEventListener("click", () => guard(() => {
@@ -172,34 +254,230 @@ async function findUsers(prefix) {
   }));
 }
 
+// ---- creating a group -----------------------------------------------------------------------
+const picked = new Map(); // user id -> username, the new group's members besides you
+let candidatesTimer = null;
+
+$("#new-group").addEventListener("click", () => {
+  if (!$("#group-form").hidden) return closeGroupForm();
+  $("#group-form").hidden = false;
+  $("#group-form [name=title]").focus();
+  guard(() => listCandidates(""), "#group-error");
+});
+
+$("#group-form [name=cancel]").addEventListener("click", closeGroupForm);
+
+function closeGroupForm() {
+  clearTimeout(candidatesTimer);
+  picked.clear();
+  $("#group-form").reset();
+  $("#group-form").hidden = true;
+  $("#candidates").replaceChildren();
+  $("#picked").textContent = "";
+  $("#group-error").textContent = "";
+}
+
+$("#group-find").addEventListener("input", (event) => {
+  clearTimeout(candidatesTimer);
+  candidatesTimer = setTimeout(
+    () => guard(() => listCandidates(event.target.value.trim()), "#group-error"), 250);
+});
+
+// The users list (first 50, or those whose username starts with `prefix`), each with a checkbox.
+async function listCandidates(prefix) {
+  const query = prefix ? `&q=${encodeURIComponent(prefix)}` : "";
+  const { data } = await api("GET", `/api/user?limit=50${query}`);
+  if ($("#group-form").hidden || $("#group-find").value.trim() !== prefix) return; // stale answer
+  $("#candidates").replaceChildren(...data.users.filter((u) => u.id !== me()).map((user) => {
+    const box = el("input", { type: "checkbox", checked: picked.has(user.id) });
+    box.addEventListener("change", () => {
+      if (box.checked) picked.set(user.id, user.username);
+      else picked.delete(user.id);
+      renderPicked();
+    });
+    const label = el("label");
+    label.append(box, el("span", { textContent: user.username }));
+    const li = el("li");
+    li.dataset.user = user.id;
+    li.append(label);
+    return li;
+  }));
+}
+
+function renderPicked() {
+  $("#picked").textContent = picked.size ? `With: ${[...picked.values()].join(", ")}` : "";
+}
+
+$("#group-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  guard(async () => {
+    const title = $("#group-form [name=title]").value.trim();
+    if (!title) throw new Error("Give the group a title.");
+    if (!picked.size) throw new Error("Pick at least one person for the group.");
+    const { data } = await api("POST", "/api/chat/groups", { title, members: [...picked.keys()] });
+    const conversation = data.conversation;
+    for (const m of conversation.members || []) names.set(m.user.id, m.user.username);
+    convs.set(conversation.id, { kind: "group", key: conversation.id, conversation,
+      last: conversation.last_message, unread: 0, ...convs.get(conversation.id), addedIn: listSerial });
+    closeGroupForm();
+    await openGroup(conversation.id);
+  }, "#group-error");
+});
+
 // ---- the open conversation --------------------------------------------------------------------
-async function openConversation(user) {
-  if (peer?.id !== user.id) stopTyping();
-  peer = user;
-  convs.set(user.id, { user, last: null, ...convs.get(user.id), unread: 0 });
-  renderConversations();
-  $("#peer-name").textContent = user.username;
-  $("#peer-dot").hidden = false;
-  $("#peer-dot").className = user.online ? "dot online" : "dot";
+function resetPane(title) {
+  view += 1;
+  stopTyping();
+  typers.clear();
+  draftId = null; // a retry is only ever to the conversation it was typed in
+  $("#peer-name").textContent = title;
   $("#typing").textContent = "";
   $("#list").replaceChildren();
+  $("#older").hidden = true;
+  olderUrl = null;
   shown.clear();
+}
+
+function closePane(why = "") {
+  resetPane("Pick a conversation");
+  peer = group = null;
+  $("#peer-dot").hidden = true;
+  showInfo(false);
+  $("#text").disabled = $("#composer button").disabled = true;
+  $("#error").textContent = why;
+  renderConversations();
+}
+
+function showPeerDot(online) {
+  $("#peer-dot").hidden = false;
+  $("#peer-dot").className = online ? "dot online" : "dot";
+}
+
+function showInfo(visible) {
+  $("#info").hidden = !visible;
+  $("#chat").classList.toggle("with-info", visible);
+}
+
+function enableComposer() {
   $("#text").disabled = $("#composer button").disabled = false;
   $("#text").focus();
-  await loadPage(`/api/chat/messages/${state.me.id}/${user.id}?limit=30`);
+}
+
+async function openConversation(user) {
+  resetPane(user.username);
+  peer = user;
+  group = null;
+  names.set(user.id, user.username);
+  convs.set(user.id, { kind: "direct", key: user.id, user, last: null, ...convs.get(user.id), unread: 0 });
+  renderConversations();
+  showPeerDot(user.online);
+  showInfo(false);
+  enableComposer();
+  await loadPage(`/api/chat/messages/${me()}/${user.id}?limit=30`);
   scrollDown();
   socket.emit("read", { peer: user.id }); // read receipts: everything shown is read
 }
 
+async function openGroup(id) {
+  const entry = convs.get(id);
+  if (!entry) throw new Error("You are not in this group.");
+  resetPane(entry.conversation.title);
+  peer = null;
+  group = { ...entry.conversation, members: group?.id === id ? group.members : [] };
+  entry.unread = 0;
+  renderConversations();
+  $("#peer-dot").hidden = true;
+  renderMembers();
+  showInfo(true);
+  enableComposer();
+  await Promise.all([
+    loadMembers(id),
+    loadPage(`/api/chat/conversations/${encodeURIComponent(id)}/messages?limit=30`),
+  ]);
+  scrollDown();
+  if (group?.id === id) markGroupRead(); // everything shown is read
+}
+
+// Tell the server the open group is read (up to a message, default all), and move your own
+// marker here: the server's `read` event goes to the other members only.
+function markGroupRead(upTo) {
+  socket.emit("read", upTo ? { conversation: group.id, up_to: upTo.id } : { conversation: group.id });
+  const mine = group.members?.find((m) => m.user.id === me());
+  const newest = upTo?.seq ?? Math.max(0, ...[...$("#list").children].map((li) => +li.dataset.seq));
+  if (mine && newest > mine.read_up_to) {
+    mine.read_up_to = newest;
+    renderMembers();
+  }
+}
+
+// The open group's members and their markers, from `GET /api/chat/conversations/<id>`.
+async function loadMembers(id) {
+  const forView = view;
+  const { data } = await api("GET", `/api/chat/conversations/${encodeURIComponent(id)}`);
+  if (view === forView && group?.id === id) applyGroup(data);
+}
+
+// A newer state of the open group (an answer or a `conversation` event). Read markers only
+// ever move forward: a marker a `read` event already moved is never put back.
+function applyGroup(c) {
+  if (!c.members || (group.version && c.version < group.version)) return;
+  const before = new Map((group.members || []).map((m) => [m.user.id, m.read_up_to]));
+  const members = c.members.map((m) =>
+    ({ ...m, read_up_to: Math.max(m.read_up_to, before.get(m.user.id) ?? 0) }));
+  for (const m of members) names.set(m.user.id, m.user.username);
+  group = { ...group, ...c, members };
+  $("#peer-name").textContent = group.title;
+  renderMembers();
+  renderSeen();
+  renderTypers();
+  for (const span of $("#list").querySelectorAll(".sender")) span.textContent = senderName(span.dataset.user);
+}
+
+// A group message's sender: "…" until the members are known, "former member" for one who left.
+const senderName = (id) => names.get(id) ?? (group?.members?.length ? "former member" : "…");
+
+function renderMembers() {
+  const members = group?.members || [];
+  $("#group-title").textContent = group?.title ?? "";
+  $("#member-count").textContent = `${group?.member_count ?? members.length} members`;
+  $("#members").replaceChildren(...members.map((m) => {
+    const li = el("li");
+    li.dataset.user = m.user.id;
+    const name = m.user.id === me() ? `${m.user.username} (you)` : m.user.username;
+    li.append(dot(m.user.online), el("span", { className: "name", textContent: name }),
+      el("span", { className: "role", textContent: m.role }),
+      el("span", { className: "read", textContent:
+        m.read_up_to ? `read up to message ${m.read_up_to}` : "nothing read yet" }));
+    return li;
+  }));
+}
+
+// "seen by …" under the newest shown message each other member has read.
+function renderSeen() {
+  for (const span of $("#list").querySelectorAll(".seen")) span.remove();
+  if (!group?.members) return;
+  const items = [...$("#list").children]; // in seq order
+  const seenBy = new Map(); // <li> -> usernames
+  for (const m of group.members) {
+    if (m.user.id === me() || !m.read_up_to) continue;
+    let last = null;
+    for (const li of items) {
+      if (+li.dataset.seq > m.read_up_to) break;
+      last = li;
+    }
+    if (last) seenBy.set(last, [...(seenBy.get(last) || []), m.user.username]);
+  }
+  for (const [li, who] of seenBy) li.append(el("span", { className: "seen", textContent: `seen by ${who.join(", ")}` }));
+}
+
 async function loadPage(url) {
-  const forPeer = peer;
+  const forView = view;
   const { data, res } = await api("GET", url);
-  if (peer !== forPeer) return; // another conversation was opened meanwhile
-  const next = /<([^>]+)>;\s*rel="next"/.exec(res.headers.get("Link") || "");
-  const nextUrl = next && new URL(next[1], location.href);
-  olderUrl = nextUrl && nextUrl.pathname + nextUrl.search;
+  if (view !== forView) return; // another conversation was opened meanwhile
+  olderUrl = nextLink(res);
   $("#older").hidden = !olderUrl;
   data.forEach(render); // newest first; render() places each by seq
+  renderSeen();
 }
 
 $("#older").addEventListener("click", () => guard(async () => {
@@ -222,40 +500,49 @@ function render(m) {
     const later = [...$("#list").children].find((other) => +other.dataset.seq > m.seq);
     $("#list").insertBefore(li, later || null); // conversation order is seq order
   }
-  const mine = m.sender === state.me.id;
+  const mine = m.sender === me();
+  const inGroup = m.receiver == null;
   const when = new Date(m.timestamp).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   li.className = `${mine ? "mine" : "theirs"}${m.deleted ? " deleted" : ""}`;
   li.replaceChildren(
     el("span", { className: "content", textContent: m.deleted ? "message deleted" : m.content }),
     el("span", { className: "meta", textContent: when + (m.edited_at && !m.deleted ? " · edited" : "") }),
   );
+  if (inGroup && !mine) {
+    const sender = el("span", { className: "sender", textContent: senderName(m.sender) });
+    sender.dataset.user = m.sender;
+    li.prepend(sender);
+  }
   if (!mine) return;
-  li.append(el("span", { className: "status", textContent: m.read_at ? "read" : "" }));
+  if (!inGroup) li.append(el("span", { className: "status", textContent: m.read_at ? "read" : "" }));
   if (m.deleted) return;
   const edit = el("button", { textContent: "edit", title: "Edit this message" });
   edit.addEventListener("click", () => guard(async () => {
     const content = prompt("Edit your message", m.content);
     if (content === null || content === m.content) return;
-    render((await api("PATCH", `/api/chat/messages/${m.id}`, { content })).data.message);
+    onChanged((await api("PATCH", `/api/chat/messages/${m.id}`, { content })).data.message);
   }));
   const remove = el("button", { textContent: "delete", title: "Delete this message" });
   remove.addEventListener("click", () => guard(async () => {
     if (!confirm("Delete this message?")) return;
-    render((await api("DELETE", `/api/chat/messages/${m.id}`)).data.message);
+    onChanged((await api("DELETE", `/api/chat/messages/${m.id}`)).data.message);
   }));
   li.append(edit, remove);
 }
 
 // ---- sending and typing ---------------------------------------------------------------------
+const target = () => (group ? { conversation: group.id } : peer ? { receiver: peer.id } : null);
+
 $("#composer").addEventListener("submit", (event) => {
   event.preventDefault();
   guard(async () => {
     const input = $("#text");
-    if (!peer || !input.value.trim()) return;
+    const to = target();
+    if (!to || !input.value.trim()) return;
     stopTyping();
     draftId ||= `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
     const ack = await socket.timeout(5000).emitWithAck("chat message",
-      { receiver: peer.id, content: input.value, client_id: draftId });
+      { ...to, content: input.value, client_id: draftId });
     if (!ack.ok) throw new Error(ack.error.message);
     draftId = null;
     input.value = "";
@@ -264,10 +551,12 @@ $("#composer").addEventListener("submit", (event) => {
 });
 
 $("#text").addEventListener("input", () => {
-  if (!peer) return;
+  const to = target();
+  if (!to) return;
   if (Date.now() - typingSentAt > 2000) { // the server lets `typing: true` lapse after 5 s
-    socket.emit("typing", { receiver: peer.id, typing: true });
+    socket.emit("typing", { ...to, typing: true });
     typingSentAt = Date.now();
+    typingTarget = to;
   }
   clearTimeout(typingStop);
   typingStop = setTimeout(stopTyping, 3000);
@@ -275,56 +564,130 @@ $("#text").addEventListener("input", () => {
 
 function stopTyping() {
   clearTimeout(typingStop);
-  if (typingSentAt && peer) socket.emit("typing", { receiver: peer.id, typing: false });
+  if (typingSentAt && typingTarget) socket?.emit("typing", { ...typingTarget, typing: false });
   typingSentAt = 0;
+  typingTarget = null;
 }
 
 // ---- server events ------------------------------------------------------------------------
+// Which list entry a message belongs to: a group's id, or the peer of a direct conversation.
+const keyOf = (m) => (m.receiver == null ? m.conversation : m.sender === me() ? m.receiver : m.sender);
+
+// Whether an event naming `conversation` (absent from older servers) is about the open direct one.
+function aboutPeer(conversation) {
+  if (!conversation) return true;
+  const known = convs.get(peer.id)?.convId;
+  return known ? known === conversation : !isGroup(conversation);
+}
+
 function onMessage(m) {
-  const other = m.sender === state.me.id ? m.receiver : m.sender;
-  const conv = convs.get(other);
-  if (!conv) return guard(loadConversations); // someone new: fetch their profile and counts
+  const key = keyOf(m);
+  const conv = convs.get(key);
+  if (!conv) return guard(loadConversations); // someone new, or a group we just joined
   conv.last = m;
-  if (other === peer?.id) {
+  if (conv.kind === "group") learnNames([m.sender]);
+  const fromOther = conv.kind === "group" ? m.sender !== me() : m.sender === key;
+  if (conv.kind === "direct" && m.conversation && !conv.convId) {
+    // The pair's first message made their conversation: its list entry brings the peer's
+    // profile as someone you now share a conversation with (presence included).
+    conv.convId = m.conversation;
+    guard(loadConversations);
+  }
+  if (key === openKey()) {
     render(m);
+    renderSeen();
     scrollDown();
-    if (m.sender === other) {
-      $("#typing").textContent = "";
-      socket.emit("read", { peer: other, up_to: m.id });
+    if (fromOther) {
+      typers.delete(m.sender);
+      if (peer) $("#typing").textContent = "";
+      else renderTypers();
+      if (group) markGroupRead(m);
+      else socket.emit("read", { peer: key, up_to: m.id });
     }
-  } else if (m.sender === other) {
+  } else if (fromOther) {
     conv.unread += 1;
   }
   renderConversations();
 }
 
 function onChanged(m) {
-  if (shown.has(m.id)) render(m);
-  const conv = convs.get(m.sender === state.me.id ? m.receiver : m.sender);
+  if (shown.has(m.id)) {
+    render(m);
+    renderSeen();
+  }
+  const conv = convs.get(keyOf(m));
   if (conv?.last?.id === m.id) {
     conv.last = m;
     renderConversations();
   }
 }
 
-function onTyping({ sender, typing }) {
-  if (sender === peer?.id) $("#typing").textContent = typing ? `${peer.username} is typing…` : "";
+function onTyping({ sender, conversation, typing }) {
+  if (isGroup(conversation)) {
+    if (conversation !== group?.id || sender === me()) return;
+    if (typing) typers.add(sender);
+    else typers.delete(sender);
+    return renderTypers();
+  }
+  if (peer && sender === peer.id && aboutPeer(conversation)) {
+    $("#typing").textContent = typing ? `${peer.username} is typing…` : "";
+  }
 }
 
-function onRead({ reader, up_to: upTo }) {
-  if (reader !== peer?.id) return;
+function renderTypers() {
+  if (!group) return;
+  const who = [...typers].map((id) => names.get(id)).filter(Boolean);
+  $("#typing").textContent = !who.length ? ""
+    : `${who.join(", ")} ${who.length === 1 ? "is" : "are"} typing…`;
+}
+
+function onRead({ reader, conversation, up_to: upTo }) {
+  if (isGroup(conversation)) {
+    if (conversation !== group?.id) return;
+    const member = group.members?.find((m) => m.user.id === reader);
+    const li = shown.get(upTo);
+    if (!member || !li) return guard(() => loadMembers(conversation)); // not on screen: ask
+    member.read_up_to = Math.max(member.read_up_to, +li.dataset.seq);
+    renderMembers();
+    renderSeen();
+    return;
+  }
+  if (!peer || reader !== peer.id || !aboutPeer(conversation)) return;
   const seq = shown.has(upTo) ? +shown.get(upTo).dataset.seq : Infinity;
   for (const li of $("#list").querySelectorAll("li.mine")) {
-    if (+li.dataset.seq <= seq) li.querySelector(".status").textContent = "read";
+    const status = li.querySelector(".status");
+    if (status && +li.dataset.seq <= seq) status.textContent = "read";
   }
 }
 
 function onPresence({ user, online }) {
   const conv = convs.get(user);
-  if (conv) conv.user.online = online;
-  if (user === peer?.id) {
-    peer.online = online;
-    $("#peer-dot").className = online ? "dot online" : "dot";
+  if (conv?.user) conv.user.online = online;
+  if (user === peer?.id) showPeerDot(peer.online = online);
+  const member = group?.members?.find((m) => m.user.id === user);
+  if (member) {
+    member.user.online = online;
+    renderMembers();
+  }
+  renderConversations();
+}
+
+// A group created, renamed, or its members or roles changed (the event carries the whole
+// Conversation, with its members, but not the receiver's own unread count or marker).
+function onConversation({ type, conversation: c, user }) {
+  if (!c || c.type !== "group") return;
+  if (type === "member_removed" && user === me()) {
+    convs.delete(c.id);
+    if (group?.id === c.id) closePane(`You are no longer in ${c.title}.`);
+    return renderConversations();
+  }
+  for (const m of c.members || []) names.set(m.user.id, m.user.username);
+  const entry = convs.get(c.id);
+  if (!entry) return guard(loadConversations); // new to us: the list brings its unread count
+  entry.conversation = { ...entry.conversation, title: c.title, member_count: c.member_count };
+  if (group?.id === c.id) {
+    if (c.members) applyGroup(c);
+    else guard(() => loadMembers(c.id));
   }
   renderConversations();
 }
