@@ -17,6 +17,7 @@ import threading
 
 import bson
 import mongomock
+import mongomock.helpers
 from bson.codec_options import CodecOptions
 from pymongo import ReturnDocument
 
@@ -83,10 +84,40 @@ class Store:
         return {}
 
     def cmd_createindexes(self, db, coll, cmd):
+        existing = db[coll].index_information()
         for spec in cmd["indexes"]:
+            key = list(spec["key"].items())
+            if spec.get("name") in existing:
+                # MongoDB: an index that exists already is a no-op. (mongomock would re-check
+                # a partial unique index over every stored document as if it were not
+                # partial, and refuse a restart on a database that has messages.)
+                if [tuple(k) for k in existing[spec["name"]]["key"]] != [tuple(k) for k in key]:
+                    raise CommandError(f"an index named {spec['name']} exists with another key",
+                                       86)
+                continue
             options = {k: v for k, v in spec.items() if k not in ("key", "v")}
-            db[coll].create_index(list(spec["key"].items()), **options)
+            if options.get("unique") and options.get("partialFilterExpression"):
+                self._create_partial_unique(db[coll], key, options)
+            else:
+                db[coll].create_index(key, **options)
         return {}
+
+    @staticmethod
+    def _create_partial_unique(collection, key, options):
+        """mongomock checks the documents already stored against a new unique index as if
+        it were not partial (two documents without the field collide): check the ones the
+        filter selects, as MongoDB does, then declare it (mongomock honours the filter on
+        every later write)."""
+        fields = [name for name, _ in key]
+        seen = set()
+        for doc in collection.find(options["partialFilterExpression"], {f: 1 for f in fields}):
+            values = tuple(_indexed_value(doc, f) for f in fields)
+            if values in seen:
+                raise CommandError("E11000 duplicate key error building index "
+                                   f"{options.get('name')}", 11000)
+            seen.add(values)
+        name = collection.create_index(key, **{**options, "unique": False})
+        collection._store.indexes[name]["unique"] = True
 
     def cmd_listindexes(self, db, coll, cmd):
         rows = [{"name": n, **info} for n, info in db[coll].index_information().items()]
@@ -170,6 +201,13 @@ class Store:
             if after is not None:
                 last["upserted"] = after["_id"]
         return {"value": value, "lastErrorObject": last}
+
+
+def _indexed_value(doc, field):
+    try:
+        return repr(mongomock.helpers.get_value_by_dot(doc, field))
+    except KeyError:
+        return None  # a missing field indexes as null
 
 
 def cursor_reply(db, coll, rows):
