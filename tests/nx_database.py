@@ -2,11 +2,12 @@
 
 `make test` installs it into .venv/nx-27017 (tests/requirements-nx-27017.txt): it needs
 pymongo >= 4.18, the app stays below 4.16. What it serves: ping, inserts, unique indexes,
-lookups by `_id` and by string fields (login by email, history by conversation key). What it
-does not: filters on ObjectId values in other fields (they match nothing, so a send's
-`client_id` retry lookup finds nothing) and compound indexes that include `_id` (created,
+lookups by `_id` and by string fields (login by email, a direct conversation by its pair
+key). What it does not: filters on ObjectId values in other fields (they match nothing, so
+a send's `client_id` retry lookup finds nothing, and neither does a conversation's history:
+tests read the stored messages whole) and compound indexes that include `_id` (created,
 but every later insert into that collection fails with "JSON path error near '_id'"):
-tests send without `client_id` and drop those two indexes after each app start-up.
+tests send without `client_id` and drop those indexes after each app start-up.
 """
 import signal
 import subprocess
@@ -60,14 +61,25 @@ class DatabaseProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
-    def drop_indexes_nx_cannot_serve(self):
-        """nx-27017 turns a compound index naming `_id` into a broken JSON path that fails
-        every later insert into the collection; MongoDB serves them. Drop those two."""
+    def stored_messages(self):
+        """Every stored message, read without a filter: nx-27017 cannot select by an ObjectId
+        outside `_id` (a conversation's history is selected by its id), MongoDB can."""
         client = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=2000)
         try:
-            messages = client.get_default_database().messages
-            for name in messages.index_information():
-                if name.endswith("__id"):
-                    messages.drop_index(name)
+            return list(client.get_default_database().messages.find({}))
+        finally:
+            client.close()
+
+    def drop_indexes_nx_cannot_serve(self):
+        """nx-27017 turns a compound index naming `_id` into a broken JSON path that fails
+        every later insert into the collection; MongoDB serves them. Drop those (two on
+        messages, one on conversations)."""
+        client = pymongo.MongoClient(self.url, serverSelectionTimeoutMS=2000)
+        try:
+            database = client.get_default_database()
+            for collection in (database.messages, database.conversations):
+                for name in collection.index_information():
+                    if name.endswith("__id"):
+                        collection.drop_index(name)
         finally:
             client.close()

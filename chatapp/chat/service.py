@@ -58,10 +58,12 @@ def send_message(sender_id, data, origin_sid=None):
     message_id, created_at = ObjectId(), now()
     if receiver_id is not None:
         counter = conversations.take_direct_seq(sender_id, receiver_id, message_id, created_at)
+        recipients = [receiver_id, sender_id]  # a direct conversation's members never change
     else:  # a group: the seq is taken only while the sender is a member, at this instant
         counter = conversation_store.take_seq(conv["_id"], sender_id, message_id, created_at)
         if counter is None:
             raise NotFound("conversation not found")
+        recipients = counter["member_ids"]
     doc = {
         "_id": message_id, "conv": counter["_id"], "seq": counter["seq"],
         "version": counter["version"], "sender": sender_id, "receiver": receiver_id,
@@ -75,7 +77,7 @@ def send_message(sender_id, data, origin_sid=None):
         return public_message(store.find_by_client_id(sender_id, client_id)), False
     message = public_message(doc)
     # The members at the moment the seq was taken: one emit to their user rooms.
-    realtime.emit_to_users("chat message", message, counter["member_ids"], skip_sid=origin_sid)
+    realtime.emit_to_users("chat message", message, recipients, skip_sid=origin_sid)
     return message, True
 
 
