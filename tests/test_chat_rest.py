@@ -120,6 +120,10 @@ def test_message_to_yourself(client, pair):
     ({"receiver": "{bob}", "content": None}, "content"),
     ({"receiver": "{bob}", "content": ""}, "content"),
     ({"receiver": "{bob}", "content": "   \n\t\u3000"}, "content"),
+    ({"receiver": "{bob}", "content": "\u200b\u200b"}, "content"),       # zero-width spaces
+    ({"receiver": "{bob}", "content": " \u3164 \u115f"}, "content"),     # Hangul fillers
+    ({"receiver": "{bob}", "content": "\u2800\ufeff\u2060"}, "content"),  # braille blank, BOM
+    ({"receiver": "{bob}", "content": "\u0301\u200d"}, "content"),       # a lone combining mark
     ({"receiver": "{bob}", "content": "x", "client_id": ""}, "client_id"),
     ({"receiver": "{bob}", "content": "x", "client_id": "c" * 65}, "client_id"),
     ({"receiver": "{bob}", "content": "x", "client_id": 7}, "client_id"),
@@ -136,9 +140,11 @@ def test_send_validation(client, pair, body, field):
 @pytest.mark.parametrize("content", [
     "a",
     "a" * 4000,
-    "  " + "a" * 4000 + "\n\n",  # surrounding whitespace does not count
+    "  " + "a" * 3996,            # surrounding whitespace counts: 3998 code points as sent
     "\U0001F600" * 4000,          # 4000 code points (8000 UTF-16 units)
     "  mixed\tcontent \u00e9\u0301 ",
+    "\u200bx\u200b",            # invisible around something visible is fine
+    "\U0001F44D",                # an emoji alone is visible
 ])
 def test_content_is_stored_exactly_as_sent(client, pair, content):
     alice, bob = pair
@@ -147,7 +153,9 @@ def test_content_is_stored_exactly_as_sent(client, pair, content):
     assert history(client, bob, alice, bob).get_json()[0]["content"] == content
 
 
-@pytest.mark.parametrize("content", ["a" * 4001, "\U0001F600" * 4001, " " + "b" * 4001 + " "])
+@pytest.mark.parametrize("content", ["a" * 4001, "\U0001F600" * 4001, " " + "b" * 4001 + " ",
+                                     "b" + " " * 4000,  # one character and a lot of spaces
+                                     "b" + " " * 1_000_000])
 def test_content_over_max_length_is_422(client, pair, content):
     alice, bob = pair
     error = assert_error(send(client, alice, bob, content), 422, "validation_error")

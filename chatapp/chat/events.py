@@ -16,7 +16,7 @@ from chatapp import limits
 from chatapp.chat import presence, receipts, service
 from chatapp.chat.schemas import DeliveredSchema, SocketReadSchema, SocketSendSchema, TypingSchema
 from chatapp.errors import (
-    Forbidden, NotFound, TokenExpired, Unauthorized, ValidationError, as_api_error,
+    Forbidden, InvalidJson, NotFound, TokenExpired, Unauthorized, ValidationError, as_api_error,
 )
 from chatapp.extensions import socketio
 from chatapp.schemas import load
@@ -131,8 +131,8 @@ def on_message_envelope(user_id, data):
     if isinstance(data, str):
         try:
             data = json.loads(data)
-        except ValueError:
-            raise ValidationError("message must be a JSON string envelope") from None
+        except (ValueError, RecursionError):  # nested deeper than the parser goes: unparseable
+            raise InvalidJson("message must be a JSON string envelope") from None
     event = data.get("event") if isinstance(data, dict) else None
     if not isinstance(event, str) or event not in ENVELOPE_EVENTS:
         raise ValidationError("envelope must be {event: 'join'|'chat message', data}",

@@ -9,7 +9,8 @@ from chatapp.users.schemas import UserSchema
 class SendMessageSchema(InputSchema):
     receiver = ObjectIdField(required=True, metadata={"example": "665f1b2c9d1e8a0012345678"})
     content = fields.String(required=True, metadata={
-        "description": "1 to MAX_MESSAGE_LENGTH code points after trimming; stored as sent",
+        "description": "at most MAX_MESSAGE_LENGTH code points as sent (surrounding "
+                       "whitespace included), with a visible character; stored as sent",
         "pattern": r"\S", "example": "hello"})  # pattern: a non-whitespace character somewhere
     client_id = fields.String(validate=validate.Length(min=1, max=64), metadata={
         "description": "idempotency key chosen by the client; a retry returns the first message"})

@@ -4,6 +4,7 @@ REST views (`routes.py`) and socket handlers (`events.py`) both call these
 functions with the caller's id from the token; events go out from here, after
 the write, through `chatapp.realtime`.
 """
+import unicodedata
 from datetime import datetime, timezone
 
 from bson import ObjectId
@@ -25,14 +26,26 @@ def now():
     return datetime.now(timezone.utc)
 
 
+# Letters of no width: blank to a reader, though Unicode files them as letters or symbols.
+INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e\u17b4\u17b5")
+VISIBLE_CATEGORIES = ("L", "N", "P", "S")
+
+
+def visible(text):
+    """True when some character would show: a letter, digit, punctuation or symbol (not
+    whitespace, a format or control character, a lone combining mark, or a filler)."""
+    return any(unicodedata.category(ch)[0] in VISIBLE_CATEGORIES and ch not in INVISIBLE
+               for ch in text)
+
+
 def check_content(content):
-    """Stored as sent; 1..MAX_MESSAGE_LENGTH code points once surrounding space is trimmed."""
+    """Stored exactly as sent: at most MAX_MESSAGE_LENGTH code points as sent (surrounding
+    whitespace included), with at least one visible character."""
     limit = current_app.config["MAX_MESSAGE_LENGTH"]
-    size = len(content.strip())
-    if size == 0:
-        raise ValidationError(details={"content": ["Must contain a non-whitespace character."]})
-    if size > limit:
+    if len(content) > limit:
         raise ValidationError(details={"content": [f"At most {limit} characters."]})
+    if not visible(content):
+        raise ValidationError(details={"content": ["Must contain a visible character."]})
     return content
 
 

@@ -41,7 +41,7 @@ run("envelope", async () => {
     envelope("chat message", { sender: alice.id, receiver: bob.id, content: "I am alice" }));
   check(spoofed.ok === false && spoofed.error.code === "forbidden", "a spoofed sender is forbidden", spoofed);
   const junk = await a.timeout(5000).emitWithAck("message", "{not json");
-  check(junk.ok === false && junk.error.code === "validation_error", "a broken envelope is a validation_error", junk);
+  check(junk.ok === false && junk.error.code === "invalid_json", "a broken envelope is invalid_json", junk);
   const unknown = await a.timeout(5000).emitWithAck("message", envelope("typing", {}));
   check(unknown.ok === false && unknown.error.code === "validation_error", "an unknown envelope event is refused", unknown);
 
