@@ -38,13 +38,26 @@ def _try_ensure_indexes(app):
     with app.app_context():
         try:
             ensure_indexes()
-            upgrade.upgrade_all()  # a database written by the 1:1-only version
         except DB_DOWN_ERRORS as exc:
             log.warning("database unreachable, indexes not created yet (retrying every %ss): %s",
                         RETRY_SECONDS, exc)
             return False
         except Exception:  # noqa: BLE001 - the database refused one: logged once, served on
             log.exception("could not create the indexes; the app serves on without them")
+        return _try_upgrade()
+
+
+def _try_upgrade():
+    """The in-place upgrade of a 1:1-only database; until it has run, each pair is upgraded
+    when first used (chatapp.conversations.upgrade)."""
+    try:
+        upgrade.upgrade_all()
+    except DB_DOWN_ERRORS as exc:
+        log.warning("database unreachable, upgrade not run yet (retrying every %ss): %s",
+                    RETRY_SECONDS, exc)
+        return False
+    except Exception:  # noqa: BLE001 - logged once; pairs are upgraded as they are used
+        log.exception("could not run the start-up upgrade; pairs are upgraded as they are used")
     return True
 
 

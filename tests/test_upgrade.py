@@ -545,7 +545,7 @@ def test_a_database_of_the_previous_version_is_upgraded_by_two_processes_startin
         logs = [read_log(server) for server in new]
         counts = [int(n) for log in logs for n in UPGRADED_LOG.findall(log)]
         assert counts, f"no process logged the upgrade: {logs}"
-        assert all(1 <= n <= len(pairs) for n in counts) and sum(counts) >= len(pairs), counts
+        assert sum(counts) == len(pairs), counts  # each pair counted by the one that finished it
         for log in logs:
             assert "Traceback" not in log and " ERROR " not in log, log
         with wire_db.store.lock:

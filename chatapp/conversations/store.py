@@ -161,4 +161,7 @@ def delete_legacy(pair):
 
 
 def finish_upgrade(conversation_id):
-    conversations().update_one({"_id": conversation_id}, {"$unset": {"legacy": ""}})
+    """Clear `legacy`; True for the one caller that cleared it."""
+    result = conversations().update_one({"_id": conversation_id, "legacy": True},
+                                        {"$unset": {"legacy": ""}})
+    return result.modified_count == 1

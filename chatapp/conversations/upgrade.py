@@ -13,7 +13,8 @@ off anywhere resumes, and several processes may upgrade at once:
 4. clear `legacy`.
 
 Every process runs it over the whole collection at start-up (`upgrade_all`), or an
-operator runs `python -m chatapp.conversations.upgrade` beforehand. Until a process has
+operator runs `python -m chatapp.conversations.upgrade` beforehand. Stop every process of
+the 1:1-only version first: one still running would write new messages under the old key. Until a process has
 seen the whole collection upgraded, every access to a pair upgrades that pair first, and
 a conversation still marked `legacy` is finished before it is read, so nothing is ever
 read half-moved.
@@ -39,15 +40,14 @@ def reset():
 
 
 def upgrade_all():
-    """Upgrade every legacy conversation; returns how many were upgraded."""
+    """Upgrade every legacy conversation; returns how many this process finished (with
+    several processes at work, each pair is counted by the one that finished it)."""
     store.drop_legacy_index()
     count = 0
     for legacy in store.legacy_conversations():
-        upgrade_pair(legacy["_id"], legacy)
-        count += 1
+        count += upgrade_pair(legacy["_id"], legacy)
     for doc in store.half_upgraded():
-        upgrade_pair(doc["pair"])
-        count += 1
+        count += upgrade_pair(doc["pair"])
     if count:
         log.info("upgraded %d conversation(s) written by the 1:1-only version", count)
     _state["done"] = True
@@ -60,17 +60,17 @@ def upgrade_pair_if_needed(pair):
 
 
 def upgrade_pair(pair, legacy=None):
-    """Steps 1-4 for one pair; a no-op for a pair with nothing left to upgrade."""
+    """Steps 1-4 for one pair (a no-op when nothing is left to upgrade); True when this
+    call finished it."""
     legacy = legacy or store.find_legacy(pair)
     doc = store.find_direct(pair)
     if legacy is None and (doc is None or not doc.get("legacy")):
-        return doc
+        return False
     if doc is None:
         doc = store.upsert_direct(pair, _seed(pair, legacy))
     message_store.move_conversation(pair, doc["_id"])
     store.delete_legacy(pair)
-    store.finish_upgrade(doc["_id"])
-    return doc
+    return store.finish_upgrade(doc["_id"])
 
 
 def _seed(pair, legacy):
