@@ -122,8 +122,9 @@ http {{
 
 
 class Cluster:
-    def __init__(self, apps, nginx_url, app_urls):
+    def __init__(self, apps, nginx_url, app_urls, db_url=None):
         self.apps, self.nginx, self.p1, self.p2 = apps, nginx_url, app_urls[0], app_urls[1]
+        self.db_url = db_url  # the shared database, for checks no API call can make
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +153,8 @@ def cluster(tmp_path_factory):
                    "SOCKETIO_MESSAGE_QUEUE": f"redis://127.0.0.1:{redis_port}/0",
                    "RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{redis_port}/1",
                    "RATELIMIT_SEND": "1000 per minute", "TRUSTED_PROXIES": "1",
+                   # Many test users from one address (limits per address are tested elsewhere).
+                   "RATELIMIT_REGISTER": "1000 per hour", "RATELIMIT_LOGIN": "1000 per minute",
                    "PRESENCE_HEARTBEAT_SECONDS": str(HEARTBEAT),
                    "PRESENCE_STALE_SECONDS": str(STALE), "BCRYPT_ROUNDS": "4",
                    "LOG_LEVEL": "WARNING", "ACCESS_LOG": "0", "PYTHONUNBUFFERED": "1"}
@@ -164,7 +167,8 @@ def cluster(tmp_path_factory):
         start(Service("nginx", [NGINX, "-p", str(tmp), "-e", str(tmp / "nginx-error.log"),
                                 "-c", str(conf)], tmp),
               http_ok(nginx_url + "/healthz"))
-        yield Cluster(apps, nginx_url, [f"http://127.0.0.1:{p}" for p in app_ports])
+        yield Cluster(apps, nginx_url, [f"http://127.0.0.1:{p}" for p in app_ports],
+                      f"mongodb://127.0.0.1:{db_port}/chatapp_scaleout")
     finally:
         for service in reversed(services):
             service.stop()

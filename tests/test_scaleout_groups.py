@@ -14,6 +14,7 @@ import threading
 import time
 from functools import partial
 
+import pymongo
 import requests
 import socketio
 
@@ -203,3 +204,37 @@ def test_a_group_spread_over_both_processes_fans_out_once_and_a_removed_member_h
         for sock in sockets:
             sock.close()
     print(f"\nscale-out group test: {time.monotonic() - started:.1f}s (cluster already up)")
+
+
+def test_two_first_messages_racing_in_two_processes_make_one_conversation(cluster):
+    """For each of 8 new pairs, both people send their first message at the same moment,
+    one through each process: every pair ends with one direct conversation holding both
+    messages, with distinct seqs, listed once on each side."""
+    pairs = [(User(cluster), User(cluster)) for _ in range(8)]
+    start = threading.Barrier(2 * len(pairs))
+    answers = {}
+
+    def first_message(base, sender, receiver):
+        start.wait(timeout=10)
+        response = requests.post(base + "/api/chat/send", headers=sender.headers, timeout=10,
+                                 json={"receiver": receiver.id, "content": f"hi {receiver.name}"})
+        answers[(sender.id, receiver.id)] = response
+
+    threads = [threading.Thread(target=first_message, args=args) for a, b in pairs
+               for args in ((cluster.p1, a, b), (cluster.p2, b, a))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    stored = pymongo.MongoClient(cluster.db_url, serverSelectionTimeoutMS=5000).get_database()
+    for a, b in pairs:
+        ab, ba = answers[(a.id, b.id)].json()["message"], answers[(b.id, a.id)].json()["message"]
+        assert ab["conversation"] == ba["conversation"], "two conversations for one pair"
+        assert {ab["seq"], ba["seq"]} == {1, 2}
+        pair = ":".join(sorted((a.id, b.id)))
+        assert len(stored["conversations"].find({"pair": pair}).to_list()) == 1, pair
+        for viewer, base in ((a, cluster.p1), (b, cluster.p2)):
+            listed = requests.get(base + "/api/chat/conversations", headers=viewer.headers,
+                                  timeout=10).json()
+            assert [e["conversation"]["id"] for e in listed] == [ab["conversation"]]
+            assert listed[0]["conversation"]["member_count"] == 2
