@@ -2,8 +2,9 @@
 
 - register and login: per client address and per account (the email in the body);
 - group creations and member additions: per user, one budget (`RATELIMIT_GROUPS`);
-- message sends: per user, one budget for REST (`POST /api/chat/send`) and sockets
-  (`chat message`), so a client cannot double its rate by switching transport.
+- message sends, edits and deletions: per user, one budget for REST (`POST /api/chat/send`,
+  group sends, `PATCH`/`DELETE /api/chat/messages/<id>`) and sockets (`chat message`), so a
+  client cannot double its rate by switching transport or flood its peers with edits.
 
 REST breaches raise Flask-Limiter's 429, which leaves through the one error envelope
 (`chatapp.errors`) with `Retry-After` and `X-RateLimit-*`; sockets get the same code in

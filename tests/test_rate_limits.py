@@ -112,6 +112,21 @@ def test_rest_sends_are_limited_per_user(make_app):
     assert send(client, bob, alice).status_code == 201
 
 
+def test_edits_and_deletions_count_against_the_send_budget(make_app):
+    client = make_app(RATELIMIT_SEND="3 per minute").test_client()
+    alice, bob = account(client, "alice"), account(client, "bob12")
+    message = send(client, alice, bob).get_json()["message"]
+    url = f"/api/chat/messages/{message['id']}"
+    assert client.patch(url, headers=alice["headers"], json={"content": "edit 1"}).status_code \
+        == 200
+    assert client.delete(url, headers=alice["headers"]).status_code == 200
+    assert_limited(client.patch(url, headers=alice["headers"], json={"content": "edit 2"}), 3,
+                   "too many messages, slow down")
+    assert_limited(client.delete(url, headers=alice["headers"]), 3,
+                   "too many messages, slow down")
+    assert_limited(send(client, alice, bob), 3, "too many messages, slow down")
+
+
 def test_group_creations_and_additions_share_one_budget_per_user(make_app):
     client = make_app(RATELIMIT_GROUPS="3 per minute").test_client()
     alice, bob, carol = (account(client, n) for n in ("alice", "bob12", "carol"))

@@ -130,6 +130,8 @@ def mark_conversation_read(body, conversation):
 @blp.alt_response(409, **error_doc(409, "`conflict`: the message is deleted",
                                    example=Conflict("a deleted message cannot be edited",
                                                     details={"message": ["deleted"]})))
+@blp.alt_response(429, **error_doc(429, "`rate_limited`: edits count against the send budget"))
+@limits.limit_send
 def edit_message(body, id):  # noqa: A002
     """The sender (`id` = message id): replace the content; both sides get `message updated`."""
     return {"message": service.edit_message(g.user_id, id, body["content"])}
@@ -141,6 +143,9 @@ def edit_message(body, id):  # noqa: A002
 @blp.alt_response(200, schema=MessageEnvelopeSchema, description="The blanked Message")
 @blp.alt_response(403, **error_doc(403, "`forbidden`: not the sender"))
 @blp.alt_response(404, **error_doc(404, "`not_found`: unknown or malformed message id"))
+@blp.alt_response(429, **error_doc(429, "`rate_limited`: deletions count against the send "
+                                        "budget"))
+@limits.limit_send
 def delete_message(id):  # noqa: A002
     """The sender (`id` = message id): blank it (`deleted: true`); both sides are told."""
     return {"message": service.delete_message(g.user_id, id)}
