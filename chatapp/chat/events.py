@@ -13,7 +13,7 @@ from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, join_room
 
 from chatapp import limits
-from chatapp.chat import presence, receipts, service
+from chatapp.chat import expiry, presence, receipts, service
 from chatapp.chat.schemas import DeliveredSchema, SocketReadSchema, SocketSendSchema, TypingSchema
 from chatapp.errors import (
     Forbidden, InvalidJson, NotFound, TokenExpired, Unauthorized, ValidationError, as_api_error,
@@ -59,6 +59,7 @@ def on_connect(auth=None):
         request.environ[SESSION_KEY] = {"user_id": user_id, "exp": claims["exp"]}
         join_room(str(user_id))
         presence.socket_connected(user_id, request.sid, claims, request.remote_addr)
+        expiry.watch(request.sid, claims["exp"])  # closed at exp, even if it never sends
     except Exception as exc:  # noqa: BLE001 - bad token or database down: refuse, never crash
         error = as_api_error(exc)
         raise ConnectionRefusedError(error.code, {"code": error.code}) from None
