@@ -276,7 +276,8 @@ def test_flood_of_malformed_events_leaves_everyone_served(live_server, sockets, 
     for i in range(200):
         event, payload = bad[i % len(bad)]
         ack = a.call(event, payload)
-        assert ack["ok"] is False and ack["error"]["code"] == "validation_error", (event, ack)
+        code = "invalid_json" if payload == "{oops" else "validation_error"
+        assert ack["ok"] is False and ack["error"]["code"] == code, (event, ack)
     assert a.sio.connected
     ack = a.call("chat message", {"receiver": bob.id, "content": "still works"})
     assert ack["ok"] is True
