@@ -1,8 +1,11 @@
 """The floor: the fastest a chat relay can go on chatapp's stack (Flask-SocketIO on eventlet).
 
 Connect, join the room named by `auth.user` (or `?user=`), relay `chat message` to the
-receiver's room and the sender's other sockets, acknowledge. No auth, no validation, no
-storage: whatever chatapp does above this is its cost. Run: `python bench/floor.py PORT`.
+receiver's room and the sender's other sockets, acknowledge. A group is a list of member
+rooms (`POST /api/chat/groups` `{members}` remembers it in memory); a `chat message` naming
+its `conversation` is emitted once to that list of rooms, every socket but the sending one,
+as chatapp's group fan-out is. No auth, no validation, no storage: whatever chatapp does
+above this is its cost. Run: `python bench/floor.py PORT`.
 """
 import eventlet
 
@@ -22,10 +25,23 @@ socketio = SocketIO(app, async_mode="eventlet", logger=False, engineio_logger=Fa
                     max_http_buffer_size=1_000_000)
 
 
+# Group id -> its members' rooms (user ids), sorted and deduplicated as chatapp emits them.
+GROUPS = {}
+
+
 @app.get("/healthz")
 def healthz():
     """Anyone: 200 while the process serves (the runner waits on it)."""
     return {"status": "ok"}
+
+
+@app.post("/api/chat/groups")
+def create_group():
+    """Anyone: `{members: [userId...]}` -> 201 `{conversation: {id, member_count}}`."""
+    rooms = sorted(set(request.get_json()["members"]))
+    group_id = os.urandom(12).hex()
+    GROUPS[group_id] = rooms
+    return {"conversation": {"id": group_id, "member_count": len(rooms)}}, 201
 
 
 @socketio.on("connect")
@@ -37,8 +53,10 @@ def on_connect(auth=None):
 
 @socketio.on("chat message")
 def on_chat_message(data):
-    """Relay to the receiver's room and the sender's other sockets, as chatapp does; ack."""
-    rooms = [data["receiver"], data["sender"]]
+    """Relay to the receiver's room and the sender's other sockets, or to every member's
+    room of a group (`conversation`), as chatapp does; ack."""
+    group = data.get("conversation")
+    rooms = GROUPS[group] if group is not None else [data["receiver"], data["sender"]]
     socketio.emit("chat message", data, to=rooms, skip_sid=request.sid)
     return {"ok": True}
 

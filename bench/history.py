@@ -10,9 +10,10 @@ import time
 
 SECRET = "bench-secret-key-that-is-long-enough-0123456789abcdef"
 PASSWORD = "bench-password-0123"
-# What MongoDB uses for each timed query (declared in chatapp/chat/store.py ensure_indexes).
-EXPECTED_INDEXES = {"page": "history", "conversations": "conversations_by_member",
-                    "unread": "unread", "last_messages": "_id_"}
+# What MongoDB uses for each timed query (declared in the ensure_indexes of
+# chatapp/chat/store.py and chatapp/conversations/store.py).
+EXPECTED_INDEXES = {"page": "history", "conversations": "by_member_activity",
+                    "unread": "history", "last_messages": "_id_"}
 
 
 def run(n_messages, n_convs, samples):
@@ -34,8 +35,9 @@ def run(n_messages, n_convs, samples):
         headers = {"Authorization": f"Bearer {me['token']}"}
         page = _time(samples, lambda: client.get(
             f"/api/chat/messages/{me['id']}/{peer['id']}", headers=headers), expect=50)
-        convs = _time(samples, lambda: client.get("/api/chat/conversations", headers=headers),
-                      expect=n_convs)
+        # The list is paged (default 100, at most 200 a page): ask for all of them at once.
+        convs = _time(samples, lambda: client.get(f"/api/chat/conversations?limit={n_convs}",
+                                                  headers=headers), expect=n_convs)
         with app.app_context():
             indexes = _explain_or_say(me, peer) if not mongo.embedded else {
                 "store": "embedded (mongomock + hashed equality indexes, no ordered ones: a "
@@ -104,18 +106,19 @@ def _explain(me, peer):
     from bson import ObjectId
 
     from chatapp.chat import store
+    from chatapp.conversations import store as conversation_store
 
     me_id, peer_id = ObjectId(me["id"]), ObjectId(peer["id"])
-    conv = store.conversation_key(me_id, peer_id)
-    m, c = store.messages(), store.conversations()
-    ids = [d["last_message_id"] for d in c.find({"members": me_id}, {"last_message_id": 1})]
+    conv = conversation_store.find_direct(conversation_store.pair_key(me_id, peer_id))["_id"]
+    m, c = store.messages(), conversation_store.conversations()
+    ids = [d["last_message_id"] for d in c.find({"member_ids": me_id}, {"last_message_id": 1})]
     plans = {
         "page": m.find({"conv": conv}).sort("seq", -1).limit(51).explain(),
-        "conversations": c.find({"members": me_id}).sort("last_at", -1).limit(500).explain(),
+        "conversations": c.find({"member_ids": me_id}).sort(
+            [("last_at", -1), ("_id", -1)]).limit(201).explain(),
         "last_messages": m.find({"_id": {"$in": ids}}).explain(),
-        "unread": m.database.command("explain", {"aggregate": "messages", "cursor": {}, "pipeline": [
-            {"$match": {"receiver": me_id, "read_at": None}},
-            {"$group": {"_id": "$sender", "n": {"$sum": 1}}}]}),
+        # Each listed conversation's unread count (chatapp/chat/store.py count_unread).
+        "unread": m.find({"conv": conv, "seq": {"$gt": 0}, "sender": {"$ne": me_id}}).explain(),
     }
     return {name: sorted(_index_names(plan)) or ["COLLSCAN"] for name, plan in plans.items()}
 

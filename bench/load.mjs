@@ -59,10 +59,15 @@ async function makeUsers(n, tag) {
   });
 }
 
+// `job.deflate: false` stops offering permessage-deflate (socket.io-client offers it by default,
+// as browsers do, and both servers then compress every frame).
+const NO_DEFLATE = job.deflate === false ? { perMessageDeflate: false } : {};
+
 function connect(user) {
   return new Promise((resolve, reject) => {
     const socket = io(target.url, {
       transports: ["websocket"], forceNew: true, reconnection: false, auth: user.auth, timeout: 60000,
+      ...NO_DEFLATE,
     });
     socket.once("connect", () => resolve(socket));
     socket.once("connect_error", (err) => { socket.close(); reject(err); });
@@ -295,7 +300,157 @@ async function idle() {
     all_received: counts.size === sockets.length && exactlyOnce, events: got, failed: acks.failed.length };
 }
 
-const scenarios = { saturate, latency, login_storm: loginStorm, idle };
+// One group, every member connected with one socket: each message goes to the other members.
+// Content is `PHASE:FROM:N:SENT_AT` (N unique in the run); every socket records what it got,
+// so each acknowledged message is checked to reach every other member exactly once, and
+// never the sending socket. Latency is per delivery; windows count deliveries per second.
+async function groupSetup() {
+  const users = await makeUsers(job.members, "g");
+  const [owner] = users;
+  // Every id, the creator's too: chatapp ignores the creator in the list, the floor needs it.
+  const r = await post("/api/chat/groups", { title: "bench", members: users.map((u) => u.id) }, owner.token);
+  if (r.status !== 201) throw new Error(`create group ${r.status} ${JSON.stringify(r.body)}`);
+  const conv = r.body.conversation.id;
+  const sockets = await connectAll(users, 25);
+  return { users, sockets, conv };
+}
+
+function groupInstrument(g) {
+  const st = { counts: new Map(), seen: g.sockets.map(() => new Set()), self: 0, dupes: 0, foreign: 0,
+    phases: {} };
+  g.sockets.forEach((s, i) => s.on("chat message", (m) => {
+    const now = performance.now();
+    const [tag, from, n, sent] = String(m.content).split(":");
+    const key = Number(n);
+    if (m.conversation !== g.conv) st.foreign++;
+    if (Number(from) === i) st.self++;
+    if (st.seen[i].has(key)) st.dupes++;
+    st.seen[i].add(key);
+    st.counts.set(key, (st.counts.get(key) || 0) + 1);
+    const phase = st.phases[tag];
+    if (phase) {
+      phase.latencies.push(now - Number(sent));
+      const w = Math.floor((now - phase.t0) / 1000);
+      if (w >= 0 && w < phase.seconds) phase.windows[w] = (phase.windows[w] || 0) + 1;
+    }
+  }));
+  return st;
+}
+
+function groupSend(g, from, tag, acks) {
+  const n = acks.next++;
+  const content = `${tag}:${from}:${n}:${performance.now()}`;
+  return new Promise((resolve) => {
+    g.sockets[from].timeout(60000).emit("chat message", { conversation: g.conv, content }, (err, ack) => {
+      if (!err && ack && ack.ok) {
+        acks.ok.push(n);
+        if (ack.message) acks.stored.set(ack.message.id, content); // chatapp: the stored Message
+      } else acks.failed.push(err ? String(err) : JSON.stringify(ack));
+      resolve();
+    });
+  });
+}
+
+// chatapp: the conversation's whole history, paged newest first, holds every acknowledged
+// message (same id, same content) and nothing else.
+async function groupStored(g, acks) {
+  const seen = new Map();
+  let before = null;
+  for (;;) {
+    const q = before ? `&before=${before}` : "";
+    const r = await get(`/api/chat/conversations/${g.conv}/messages?limit=200${q}`, g.users[0].token);
+    if (r.status !== 200) return { ok: false, error: `history ${r.status}` };
+    for (const m of r.body) seen.set(m.id, m);
+    if (r.body.length < 200) break;
+    before = r.body[r.body.length - 1].id;
+  }
+  const newest = Math.max(0, ...[...seen.values()].map((m) => m.seq));
+  const matched = [...acks.stored].filter(([id, content]) => seen.get(id)?.content === content).length;
+  return { ok: matched === acks.ok.length && seen.size === acks.ok.length && newest === acks.ok.length,
+    stored: seen.size, matched, newest_seq: newest };
+}
+
+// Waits until every acknowledged message reached every other member (or `ms` passed).
+async function groupDrain(g, st, acks, ms = 10000) {
+  const want = g.sockets.length - 1;
+  const deadline = performance.now() + ms;
+  const short = () => acks.ok.filter((n) => (st.counts.get(n) || 0) < want).length;
+  while (short() && performance.now() < deadline) await sleep(50);
+  return short();
+}
+
+function phaseStats(phase) {
+  const lat = phase.latencies.sort((a, b) => a - b);
+  const windows = Array.from({ length: phase.seconds }, (_, i) => phase.windows[i] || 0);
+  return { p50: percentile(lat, 50), p95: percentile(lat, 95), p99: percentile(lat, 99),
+    max: lat.length ? lat[lat.length - 1] : null, samples: lat.length, windows,
+    deliveries_per_s: median(windows), mean_deliveries_per_s: windows.reduce((a, b) => a + b, 0) / phase.seconds };
+}
+
+async function group() {
+  const g = await groupSetup();
+  const st = groupInstrument(g);
+  const acks = { ok: [], failed: [], next: 0, stored: new Map() };
+  const members = g.sockets.length;
+  const out = { members, conversation: g.conv, rates: {} };
+  // Open loop at each fixed rate, every member sending in turn; warm-up not measured.
+  const openLoop = async (tag, rate, seconds) => {
+    const start = performance.now();
+    const total = Math.round(rate * seconds);
+    const pending = [];
+    let sent = 0;
+    if (st.phases[tag]) st.phases[tag].t0 = start;
+    while (sent < total) {
+      const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate));
+      while (sent < due) { pending.push(groupSend(g, sent % members, tag, acks)); sent++; }
+      await sleep(2);
+    }
+    await Promise.race([Promise.all(pending), sleep(10000)]);
+    return sent;
+  };
+  for (const rate of job.rates) {
+    await openLoop("w", rate, job.warmup);
+    const tag = `r${rate}`;
+    st.phases[tag] = { latencies: [], windows: [], t0: performance.now(), seconds: job.duration };
+    say({ phase: "measure_start", key: `rate${rate}` });
+    const sent = await openLoop(tag, rate, job.duration);
+    say({ phase: "measure_end", key: `rate${rate}` });
+    const short = await groupDrain(g, st, acks);
+    out.rates[rate] = { offered: rate, sent, expected_deliveries: sent * (members - 1), short,
+      ...phaseStats(st.phases[tag]) };
+    delete st.phases[tag];
+  }
+  // Saturation: `senders` members spread over the group, each keeping `window` unacknowledged.
+  const senders = Array.from({ length: job.senders }, (_, i) => Math.floor((i * members) / job.senders));
+  const phase = { latencies: [], windows: [], t0: 0, seconds: job.sat_duration };
+  st.phases.s = phase;
+  say({ phase: "measure_start", key: "saturation" });
+  phase.t0 = performance.now();
+  const end = phase.t0 + job.sat_duration * 1000;
+  const before = acks.ok.length;
+  await Promise.all(senders.map((from) => Promise.all(Array.from({ length: job.window }, async () => {
+    while (performance.now() < end) await groupSend(g, from, "s", acks);
+  }))));
+  say({ phase: "measure_end", key: "saturation" });
+  const short = await groupDrain(g, st, acks);
+  out.saturation = { senders: job.senders, window: job.window, messages_acked: acks.ok.length - before,
+    short, ...phaseStats(phase) };
+  out.saturation.messages_per_s = out.saturation.messages_acked / job.sat_duration;
+  // Every acknowledged message, warm-ups included, reached each other member once (no socket
+  // short of it, none twice) and never the sending socket; on chatapp each is stored.
+  const missing = acks.ok.filter((n) => (st.counts.get(n) || 0) < members - 1).length;
+  let persisted = null;
+  if (target.kind !== "floor") {
+    out.stored = await groupStored(g, acks);
+    persisted = out.stored.ok;
+  }
+  for (const s of g.sockets) s.close();
+  return { ...out, sent_ok: acks.ok.length, failed: acks.failed.length, failed_sample: acks.failed.slice(0, 3),
+    missing, dupes: st.dupes, to_sender: st.self, foreign: st.foreign, persisted,
+    all_delivered: acks.failed.length === 0 && missing === 0 && st.dupes === 0 && st.self === 0 && st.foreign === 0 };
+}
+
+const scenarios = { saturate, latency, login_storm: loginStorm, idle, group };
 try {
   const result = await scenarios[job.scenario]();
   say({ result });

@@ -35,6 +35,8 @@ PROFILES = {
         "storm_pairs": 10, "storm_rate": 200, "storm_logins": 10, "storm_seconds": 8,
         "storm_bcrypt": 12, "storm_login_wait": 5,
         "history_messages": 10_000, "history_convs": 200, "history_samples": 20,
+        "group_members": 100, "group_rates": [20, 100], "group_seconds": 8, "group_warmup": 2,
+        "group_senders": 10, "group_window": 4, "group_sat_seconds": 10, "group_deflate": False,
     },
     "smoke": {
         "sat_pairs": 2, "sat_window": 4, "sat_seconds": 2,
@@ -43,6 +45,8 @@ PROFILES = {
         "storm_pairs": 2, "storm_rate": 20, "storm_logins": 2, "storm_seconds": 1,
         "storm_bcrypt": 4, "storm_login_wait": 5,
         "history_messages": 120, "history_convs": 5, "history_samples": 5,
+        "group_members": 10, "group_rates": [5], "group_seconds": 1, "group_warmup": 0,
+        "group_senders": 2, "group_window": 2, "group_sat_seconds": 1, "group_deflate": False,
     },
 }
 SECRET = "bench-secret-key-that-is-long-enough-0123456789abcdef"
@@ -166,7 +170,7 @@ class CpuWindow:
         self.server, self.marks, self.values, self.load = server, {}, {}, {}
 
     def __call__(self, msg, proc):
-        key = str(msg.get("rate", msg.get("logins", "")))
+        key = str(msg.get("key", msg.get("rate", msg.get("logins", ""))))
         now = (time.monotonic(), cpu_seconds(self.server.proc.pid), cpu_seconds(proc.pid))
         if msg["phase"] == "measure_start":
             self.marks[key] = now
@@ -303,8 +307,42 @@ def history(p, workdir, kinds):
     return out
 
 
+def group(p, workdir, kinds):
+    """One group, every member connected (one socket each): each message goes to the other
+    members. Open loop at each fixed rate (latency per delivery), then saturation."""
+    out = {}
+    for kind in kinds:
+        with started(kind, workdir) as server:
+            cpu = CpuWindow(server)
+            r = run_load(server, {"scenario": "group", "members": p["group_members"],
+                                  "rates": p["group_rates"], "duration": p["group_seconds"],
+                                  "warmup": p["group_warmup"], "senders": p["group_senders"],
+                                  "window": p["group_window"],
+                                  "sat_duration": p["group_sat_seconds"],
+                                  "deflate": p["group_deflate"]}, workdir, cpu)
+        put(out, "group.members", kind, r["members"])
+        for rate in p["group_rates"]:
+            row = r["rates"][str(rate)]
+            put(out, f"group.{rate}.deliveries_per_s", kind, rnd(row["mean_deliveries_per_s"], 0))
+            for q in ("p50", "p95", "p99"):
+                put(out, f"group.{rate}.{q}_ms", kind, rnd(row[q]))
+            put(out, f"group.{rate}.server_cpu_pct", kind, cpu.values.get(f"rate{rate}"))
+        sat = r["saturation"]
+        put(out, "group.saturation.deliveries_per_s", kind, rnd(sat["deliveries_per_s"], 0))
+        put(out, "group.saturation.messages_per_s", kind, rnd(sat["messages_per_s"], 1))
+        put(out, "group.saturation.server_cpu_pct", kind, cpu.values.get("saturation"))
+        put(out, "group.saturation.generator_cpu_pct", kind, cpu.load.get("saturation"))
+        busy = (cpu.values.get("saturation") or 0) / 100
+        put(out, "group.saturation.deliveries_per_server_cpu_s", kind,
+            rnd(sat["mean_deliveries_per_s"] / busy, 0) if busy else None)
+        put(out, "group.all_delivered_and_stored", kind,
+            r["all_delivered"] and r["persisted"] is not False)
+        out.setdefault("_detail", {})[kind] = r
+    return out
+
+
 SCENARIOS = {"saturation": saturation, "latency": latency, "idle": idle,
-             "login_storm": login_storm, "history": history}
+             "login_storm": login_storm, "history": history, "group": group}
 
 
 class started:
@@ -338,6 +376,7 @@ TARGETS = {
     "latency.500.p99_ms": ("ratio<=", 2.0),
     "idle.rss_per_connection_kib": ("ratio<=", 1.2),
     "login_storm.p99_increase_pct": ("value<", 20),
+    "group.saturation.deliveries_per_server_cpu_s": ("ratio>=", 0.7),
 }
 
 
@@ -348,15 +387,31 @@ def ratio(row):
     return round(c / f, 2)
 
 
-def verdict(figure, row):
+def met(figure, row):
+    """True/False against the figure's target; None when it has none or was not measured."""
     if figure not in TARGETS:
-        return ""
+        return None
     kind, limit = TARGETS[figure]
     value = row.get("chatapp") if kind == "value<" else ratio(row)
     if value is None:
+        return None
+    return {"ratio>=": value >= limit, "ratio<=": value <= limit, "value<": value < limit}[kind]
+
+
+def target_text(figure):
+    """`ratio >= 0.7`, `value < 20`."""
+    kind, limit = TARGETS[figure]
+    name, op = (kind[:-2], kind[-2:]) if kind.startswith("ratio") else (kind[:-1], kind[-1:])
+    return f"{name} {op} {limit}"
+
+
+def verdict(figure, row):
+    if figure not in TARGETS:
+        return ""
+    ok = met(figure, row)
+    if ok is None:
         return "n/a"
-    ok = {"ratio>=": value >= limit, "ratio<=": value <= limit, "value<": value < limit}[kind]
-    return f"{'met' if ok else 'NOT met'} ({kind[:-2] if kind != 'value<' else 'value '}{kind[-2:] if kind != 'value<' else '<'} {limit})"
+    return f"{'met' if ok else 'NOT met'} ({target_text(figure)})"
 
 
 def fmt(v):
@@ -422,9 +477,12 @@ def main(argv=None):
                         help="record the servers with py-spy during saturation (collapsed stacks "
                              "in DIR; summarise with bench/profile_summary.py)")
     parser.add_argument("--json-out", help="also write every figure to this file (JSON)")
+    parser.add_argument("--group-deflate", action="store_true",
+                        help="group scenario: offer permessage-deflate as the other scenarios do "
+                             "(then the generator, not the floor, is the limit: bench/README.md)")
     args = parser.parse_args(argv)
     profile = "smoke" if args.smoke else "full"
-    p = PROFILES[profile]
+    p = dict(PROFILES[profile], group_deflate=args.group_deflate)
     global PROFILE_TO, PROFILE_KINDS
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
@@ -463,8 +521,11 @@ def main(argv=None):
     print()
     print(json.dumps(meta))
     for figure, row in figures.items():
-        print(json.dumps({"figure": figure, "chatapp": row.get("chatapp"), "floor": row.get("floor"),
-                          "ratio": ratio(row)}))
+        line = {"figure": figure, "chatapp": row.get("chatapp"), "floor": row.get("floor"),
+                "ratio": ratio(row)}
+        if figure in TARGETS:  # e.g. "ratio >= 0.7", met true/false (null when not measured)
+            line["target"], line["met"] = target_text(figure), met(figure, row)
+        print(json.dumps(line))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"meta": meta, "figures": figures,
                                                    "details": details}, indent=1, default=str))

@@ -33,9 +33,15 @@ FIGURES = {
     "history.page_p99_ms": ("chatapp",),
     "history.conversations_p50_ms": ("chatapp",),
     "history.conversations_p99_ms": ("chatapp",),
+    "group.members": ("chatapp", "floor"),
+    "group.5.deliveries_per_s": ("chatapp", "floor"),
+    "group.5.p50_ms": ("chatapp", "floor"),
+    "group.5.p99_ms": ("chatapp", "floor"),
+    "group.saturation.deliveries_per_s": ("chatapp", "floor"),
+    "group.saturation.deliveries_per_server_cpu_s": ("chatapp", "floor"),
 }
 CHECKS = ["saturation.all_delivered_and_stored", "latency.20.all_delivered",
-          "latency.50.all_delivered", "idle.all_received"]
+          "latency.50.all_delivered", "idle.all_received", "group.all_delivered_and_stored"]
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +62,9 @@ def test_every_figure_is_printed_for_both_servers(smoke):
         for kind in kinds:
             assert isinstance(printed[figure][kind], (int, float)), (figure, kind, printed[figure])
         assert f"| {figure} |" in stdout
+    # A figure with a target says which, and whether it was met (either answer passes here).
+    group = printed["group.saturation.deliveries_per_server_cpu_s"]
+    assert group["target"] == "ratio >= 0.7" and group["met"] in (True, False), group
     meta = next(line for line in lines if line.get("bench") == "meta")
     assert meta["cores"] >= 1 and meta["versions"]["flask-socketio"]
 
