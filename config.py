@@ -114,6 +114,8 @@ class Config:
     RATELIMIT_SEND = env("RATELIMIT_SEND", default="120 per minute")
     # Per user: group creations and member additions together.
     RATELIMIT_GROUPS = env("RATELIMIT_GROUPS", default="30 per hour")
+    # Per user: socket connections (a reconnect loop), over every process.
+    RATELIMIT_CONNECT = env("RATELIMIT_CONNECT", default="60 per minute")
 
     # Groups: members in all, and the size up to which presence, typing and delivered
     # receipts are relayed (read markers work at every size).
@@ -127,6 +129,9 @@ class Config:
     # process silent for PRESENCE_STALE_SECONDS (it died) are forgotten. 0 turns it off.
     PRESENCE_HEARTBEAT_SECONDS = env_int("PRESENCE_HEARTBEAT_SECONDS", 10)
     PRESENCE_STALE_SECONDS = env_int("PRESENCE_STALE_SECONDS", 30)
+    # A user's last socket closing announces `offline` only if no socket is back this many
+    # seconds later (a flapping connection is announced once). 0: at once.
+    PRESENCE_DAMPING_SECONDS = env_int("PRESENCE_DAMPING_SECONDS", 3)
 
     # OpenAPI (flask-smorest).
     API_TITLE = "chatapp"
@@ -171,6 +176,7 @@ class TestingConfig(Config):
     SOCKETIO_MESSAGE_QUEUE = None
     TRUSTED_PROXIES = 0
     PRESENCE_HEARTBEAT_SECONDS = 0  # tests call chatapp.chat.heartbeat.beat/sweep themselves
+    PRESENCE_DAMPING_SECONDS = 0  # announced at once; the damping has tests of its own
 
 
 class ProductionConfig(Config):

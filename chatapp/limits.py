@@ -2,6 +2,7 @@
 
 - register and login: per client address and per account (the email in the body);
 - group creations and member additions: per user, one budget (`RATELIMIT_GROUPS`);
+- socket connections: per user (`RATELIMIT_CONNECT`), refused `rate_limited` at connect;
 - message sends, edits and deletions: per user, one budget for REST (`POST /api/chat/send`,
   group sends, `PATCH`/`DELETE /api/chat/messages/<id>`) and sockets (`chat message`), so a
   client cannot double its rate by switching transport or flood its peers with edits.
@@ -25,7 +26,7 @@ from config import ConfigError
 log = logging.getLogger(__name__)
 
 SETTINGS = ("RATELIMIT_REGISTER", "RATELIMIT_LOGIN", "RATELIMIT_ACCOUNT", "RATELIMIT_SEND",
-            "RATELIMIT_GROUPS")
+            "RATELIMIT_GROUPS", "RATELIMIT_CONNECT")
 SEND_SCOPE = "send_message"
 
 
@@ -95,20 +96,29 @@ limit_groups = limiter.shared_limit(_setting("RATELIMIT_GROUPS"), scope="groups"
 
 def check_socket_send(user_id):
     """Count one socket send against the user's send budget (the REST one); else RateLimited."""
+    _hit_user_limit("RATELIMIT_SEND", SEND_SCOPE, user_id, "too many messages, slow down")
+
+
+def check_socket_connect(user_id):
+    """Count one socket connection of the user (a reconnect loop); else RateLimited."""
+    _hit_user_limit("RATELIMIT_CONNECT", "connect", user_id, "too many connections, slow down")
+
+
+def _hit_user_limit(setting, scope, user_id, message):
     if not (limiter.enabled and limiter.initialized):
         return
-    keys = [str(user_id), SEND_SCOPE]
+    keys = [str(user_id), scope]
     prefix = current_app.config.get("RATELIMIT_KEY_PREFIX")
     if prefix:
         keys.insert(0, prefix)
     try:
-        for item in parse_many(current_app.config["RATELIMIT_SEND"]):
+        for item in parse_many(current_app.config[setting]):
             if not limiter.limiter.hit(item, *keys):
                 reset_at = limiter.limiter.get_window_stats(item, *keys).reset_time
                 retry_after = max(1, int(reset_at - time.time() + 0.999))
-                raise RateLimited("too many messages, slow down",
-                                  details={"limit": str(item), "retry_after": retry_after})
+                raise RateLimited(message, details={"limit": str(item),
+                                                    "retry_after": retry_after})
     except RateLimited:
         raise
     except Exception:  # noqa: BLE001 - limit storage down: serve, as REST does (swallow_errors)
-        log.warning("rate limit storage unavailable; socket send not counted", exc_info=True)
+        log.warning("rate limit storage unavailable; %s not counted", scope, exc_info=True)

@@ -441,17 +441,27 @@ class TestTyping:
     def app(self):
         return create_app(TestingConfig, TYPING_TIMEOUT=self.TIMEOUT)
 
+    @pytest.fixture
+    def pair(self, auth, client):
+        """Two users who share a conversation (typing goes to nobody else)."""
+        alice, bob = auth.user(), auth.user()
+        self.conversation = sent(client, alice, bob, "hi")["conversation"]
+        return alice, bob
+
+    def typing(self, sender, state):
+        return {"sender": sender.id, "conversation": self.conversation, "typing": state}
+
     def test_typing_is_relayed_not_stored_and_lapses(self, socket_client, client, pair):
         alice, bob = pair
-        a1, a2, b1 = socket_client(alice), socket_client(alice), socket_client(bob)
+        b1, a1, a2 = socket_client(bob), socket_client(alice), socket_client(alice)
+        received(b1), received(a1), received(a2)  # presence: they share a conversation
         ack = a1.emit("typing", {"receiver": bob.id, "typing": True}, callback=True)
         assert ack == {"ok": True}
         events = collect(b1, 2, timeout=3)
-        assert events == [("typing", {"sender": alice.id, "typing": True}),
-                          ("typing", {"sender": alice.id, "typing": False})]
+        assert events == [("typing", self.typing(alice, True)),
+                          ("typing", self.typing(alice, False))]
         assert received(a1) == [] and received(a2) == []
-        assert history(client, alice, alice, bob).get_json() == []
-        assert client.get("/api/chat/conversations", headers=bob.headers).get_json() == []
+        assert len(history(client, alice, alice, bob).get_json()) == 1  # only the "hi"
 
     def test_explicit_stop_does_not_lapse_again(self, socket_client, pair):
         alice, bob = pair
@@ -462,21 +472,54 @@ class TestTyping:
         time.sleep(self.TIMEOUT + 0.4)
         assert received(b1) == []
 
-    def test_repeating_pushes_the_lapse_back(self, socket_client, pair):
+    def test_repeating_pushes_the_lapse_back_and_is_absorbed(self, socket_client, pair):
         alice, bob = pair
         a1, b1 = socket_client(alice), socket_client(bob)
         a1.emit("typing", {"receiver": bob.id, "typing": True}, callback=True)
         time.sleep(self.TIMEOUT / 3)
         a1.emit("typing", {"receiver": bob.id, "typing": True}, callback=True)
         repeated_at = time.monotonic()
-        events = collect(b1, 3, timeout=3)
+        events = collect(b1, 2, timeout=3)
         lapsed_after = time.monotonic() - repeated_at
-        assert [p for _, p in events] == [{"sender": alice.id, "typing": True}] * 2 + [
-            {"sender": alice.id, "typing": False}]
+        # the repeat within a second is absorbed: one true, and one false after the repeat
+        assert [p for _, p in events] == [self.typing(alice, True), self.typing(alice, False)]
         # the first true's timer would have fired TIMEOUT/3 earlier than this
         assert lapsed_after >= self.TIMEOUT - 0.1
         time.sleep(self.TIMEOUT)
         assert received(b1) == []
+
+    def test_a_typing_flood_is_one_relay(self, socket_client, pair):
+        alice, bob = pair
+        a1, b1 = socket_client(alice), socket_client(bob)
+        for _ in range(300):
+            assert a1.emit("typing", {"receiver": bob.id, "typing": True}, callback=True) == \
+                {"ok": True}
+        assert collect(b1, 3, timeout=self.TIMEOUT + 1) == [
+            ("typing", self.typing(alice, True)), ("typing", self.typing(alice, False))]
+        from chatapp.chat import typing
+
+        assert typing._typing == {}  # the lapse ended: nothing left behind
+
+    def test_typing_to_a_stranger_reaches_nobody(self, socket_client, auth, pair):
+        alice, _ = pair
+        stranger = auth.user()
+        a1, s1 = socket_client(alice), socket_client(stranger)
+        ack = a1.emit("typing", {"receiver": stranger.id, "typing": True}, callback=True)
+        assert ack == {"ok": True}  # accepted: the typist learns nothing about the stranger
+        time.sleep(self.TIMEOUT + 0.3)
+        assert received(s1) == []
+
+    def test_typing_to_someone_met_in_a_group_is_relayed(self, socket_client, auth, client,
+                                                         pair):
+        alice, bob = pair
+        carol = auth.user()
+        response = client.post("/api/chat/groups", headers=alice.headers,
+                               json={"title": "g", "members": [carol.id]})
+        assert response.status_code == 201
+        a1, c1 = socket_client(alice), socket_client(carol)
+        received(c1)
+        a1.emit("typing", {"receiver": carol.id, "typing": True}, callback=True)
+        assert received(c1)[0] == ("typing", {"sender": alice.id, "typing": True})
 
     @pytest.mark.parametrize("payload", [
         {"receiver": "{bob}"}, {"receiver": "{bob}", "typing": "yes"},

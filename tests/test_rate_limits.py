@@ -18,7 +18,7 @@ def make_app():
     def build(**overrides):
         settings = {"RATELIMIT_ENABLED": True, "RATELIMIT_REGISTER": ROOMY,
                     "RATELIMIT_LOGIN": ROOMY, "RATELIMIT_ACCOUNT": ROOMY, "RATELIMIT_SEND": ROOMY,
-                    "RATELIMIT_GROUPS": ROOMY}
+                    "RATELIMIT_GROUPS": ROOMY, "RATELIMIT_CONNECT": ROOMY}
         return create_app(TestingConfig, **{**settings, **overrides})
 
     return build
@@ -150,6 +150,25 @@ def test_group_creations_and_additions_share_one_budget_per_user(make_app):
     assert len(listed) == 2
     assert client.post("/api/chat/groups", headers=bob["headers"],
                        json={"title": "g", "members": [carol["id"]]}).status_code == 201
+
+
+def test_socket_connections_are_limited_per_user(make_app):
+    app = make_app(RATELIMIT_CONNECT="3 per minute")
+    client = app.test_client()
+    alice, bob = account(client, "alice"), account(client, "bob12")
+
+    def connect(user):
+        return socketio.test_client(app, auth={"token": user["token"]}, flask_test_client=client)
+
+    for _ in range(3):  # a reconnect loop
+        sock = connect(alice)
+        assert sock.is_connected()
+        sock.disconnect()
+    refused = connect(alice)
+    assert not refused.is_connected()
+    sock = connect(bob)  # another user has a budget of their own
+    assert sock.is_connected()
+    sock.disconnect()
 
 
 def socket_send(sock, receiver, content="hi"):

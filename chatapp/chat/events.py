@@ -13,7 +13,7 @@ from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, join_room
 
 from chatapp import limits
-from chatapp.chat import expiry, presence, receipts, service
+from chatapp.chat import expiry, presence, receipts, service, typing
 from chatapp.chat.schemas import DeliveredSchema, SocketReadSchema, SocketSendSchema, TypingSchema
 from chatapp.errors import (
     Forbidden, InvalidJson, NotFound, TokenExpired, Unauthorized, ValidationError, as_api_error,
@@ -56,6 +56,7 @@ def on_connect(auth=None):
     try:
         claims = authenticate(handshake_token(auth), "access")
         user_id = ObjectId(claims["sub"])
+        limits.check_socket_connect(user_id)
         request.environ[SESSION_KEY] = {"user_id": user_id, "exp": claims["exp"]}
         join_room(str(user_id))
         presence.socket_connected(user_id, request.sid, claims, request.remote_addr)
@@ -147,8 +148,8 @@ def on_typing(user_id, data):
     """Token holder: relay a typing state to the receiver, or a member's to the conversation's
     other members (not stored; lapses after 5 s)."""
     body = load(typing_schema, data)
-    presence.relay_typing(user_id, request.sid, body, body["typing"],
-                          current_app.config["TYPING_TIMEOUT"])
+    typing.relay_typing(user_id, request.sid, body, body["typing"],
+                        current_app.config["TYPING_TIMEOUT"])
     return {"ok": True}
 
 

@@ -1,26 +1,26 @@
-"""Live state that is never stored as messages: presence and typing.
+"""Presence: who is online, announced to the users who share a conversation with them.
 
-Presence lives in shared storage (one document per socket, `chatapp.users.store`),
-so every server process agrees on who is online.
+Presence lives in shared storage (one document per socket, `chatapp.users.store`), so
+every process agrees on who is online. Announcements are claimed in the user's own
+document (`presence_announced`), so two processes connecting or disconnecting one user at
+the same instant send one `online` and one `offline`, never two of either; and an
+`offline` waits `PRESENCE_DAMPING_SECONDS`, so a user flapping (a phone on a bad network, a
+reconnect loop) is announced once, not at every flap. Typing: `chatapp.chat.typing`.
 """
-import itertools
 import logging
 import os
 import secrets
 import socket
-import threading
 from datetime import datetime, timezone
 
 from flask import current_app
 
 from chatapp import realtime
 from chatapp.chat import heartbeat
-from chatapp.conversations import service as conversations
 from chatapp.conversations import store as conversation_store
 from chatapp.errors import DB_DOWN_ERRORS, RateLimited
 from chatapp.extensions import socketio
 from chatapp.schemas import iso
-from chatapp.users import service as users
 from chatapp.users import store as user_store
 
 # Tags this process's sockets for the heartbeat sweep (chatapp.chat.heartbeat). The random
@@ -30,11 +30,6 @@ SERVER_ID = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 log = logging.getLogger(__name__)
 # A socket that closed while the database was down is forgotten once it answers again.
 FORGET_RETRY_SECONDS, FORGET_RETRY_ATTEMPTS = 2.0, 300
-
-# Typing lapses are per process and per sending socket: a timer generation per key.
-_typing = {}
-_typing_lock = threading.Lock()
-_generations = itertools.count(1)
 
 
 def socket_connected(user_id, sid, claims, address=None):
@@ -48,7 +43,7 @@ def socket_connected(user_id, sid, claims, address=None):
     if refusal:
         user_store.remove_socket(sid)
         raise RateLimited(refusal)
-    if count == 1:
+    if user_store.claim_presence(user_id, True):  # only the first socket's process claims it
         _announce(user_id, True, None)
 
 
@@ -90,9 +85,29 @@ def _retry_forget(app, user_id, sid):
 def _forget_socket(user_id, sid):
     user_store.remove_socket(sid)
     if user_store.count_sockets(user_id) == 0:
-        when = datetime.now(timezone.utc)
-        user_store.set_last_seen(user_id, when)
-        _announce(user_id, False, iso(when))
+        user_store.set_last_seen(user_id, datetime.now(timezone.utc))
+        damping = current_app.config["PRESENCE_DAMPING_SECONDS"]
+        if damping:
+            socketio.start_background_task(_announce_offline_later,
+                                           current_app._get_current_object(), user_id, damping)
+        else:
+            _announce_offline(user_id)
+
+
+def _announce_offline_later(app, user_id, delay):
+    """`offline` only if the user is still without a socket after `delay` seconds."""
+    socketio.sleep(delay)
+    with app.app_context():
+        try:
+            _announce_offline(user_id)
+        except DB_DOWN_ERRORS as exc:
+            log.warning("database unavailable, offline of %s not announced: %s", user_id, exc)
+
+
+def _announce_offline(user_id):
+    if user_store.count_sockets(user_id) == 0 and user_store.claim_presence(user_id, False):
+        seen = user_store.find_user(user_id)
+        _announce(user_id, False, iso(seen.get("last_seen") if seen else None))
 
 
 def _announce(user_id, online, last_seen):
@@ -100,61 +115,3 @@ def _announce(user_id, online, last_seen):
     if peers:
         realtime.emit_to_users("presence", {"user": str(user_id), "online": online,
                                             "last_seen": last_seen}, peers)
-
-
-def relay_typing(sender_id, sid, target, typing, timeout):
-    """Relay a typing state to a user (`{"receiver": id}`) or a conversation's other members
-    (`{"conversation": id}`; not relayed in large groups); `typing: true` lapses after
-    `timeout` seconds unless repeated."""
-    relay = _typing_relay(sender_id, target)
-    if relay is None:
-        return
-    key = (sid, relay["key"])
-    generation = next(_generations)
-    with _typing_lock:
-        if typing:
-            _typing[key] = generation
-        else:
-            _typing.pop(key, None)
-    _emit_typing(sender_id, relay, typing, skip_sid=sid)
-    if typing:
-        socketio.start_background_task(_lapse, key, generation, sender_id, relay, timeout)
-
-
-def _typing_relay(sender_id, target):
-    """Where a typing state goes: {key, recipients, conversation?, group?}; None: nowhere."""
-    if "receiver" in target:
-        receiver_id = target["receiver"]
-        if receiver_id != sender_id:
-            users.require_user(receiver_id)
-        conv = conversations.find_direct(sender_id, receiver_id)
-        return {"key": receiver_id, "recipients": [receiver_id],
-                "conversation": str(conv["_id"]) if conv else None}
-    conv = conversations.member_of(sender_id, target["conversation"])
-    if not conversations.small(conv, current_app.config):
-        return None  # large groups: accepted, not relayed
-    return {"key": conv["_id"], "conversation": str(conv["_id"]), "group": conv["type"] == "group",
-            "recipients": [m for m in conv["member_ids"] if m != sender_id]
-            if conv["type"] == "group" else [conversations.peer_of(conv, sender_id)]}
-
-
-def _emit_typing(sender_id, relay, typing, skip_sid=None):
-    payload = {"sender": str(sender_id), "typing": typing}
-    if relay["conversation"] is not None:
-        payload = {"sender": str(sender_id), "conversation": relay["conversation"], "typing": typing}
-    if relay["recipients"]:
-        realtime.emit_to_users("typing", payload, relay["recipients"], skip_sid=skip_sid)
-
-
-def _lapse(key, generation, sender_id, relay, timeout):
-    socketio.sleep(timeout)
-    with _typing_lock:
-        if _typing.get(key) != generation:
-            return  # repeated, stopped or disconnected since
-        _typing.pop(key, None)
-    if relay.get("group"):  # the group's members now: a removed one hears nothing more
-        doc = conversation_store.find_for_member(relay["key"], sender_id)
-        if doc is None:
-            return
-        relay = {**relay, "recipients": [m for m in doc["member_ids"] if m != sender_id]}
-    _emit_typing(sender_id, relay, False)

@@ -143,6 +143,11 @@ def shared_with(user_id, small_group_max):
     return peers
 
 
+def shared(a, b):
+    """Whether two users share any conversation."""
+    return conversations().find_one({"member_ids": {"$all": [a, b]}}, {"_id": 1}) is not None
+
+
 def legacy_conversations():
     """Documents the 1:1-only version wrote (string `_id`), and half-upgraded ones."""
     yield from conversations().find({"_id": {"$type": "string"}})

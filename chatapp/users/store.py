@@ -73,6 +73,14 @@ def list_users(prefix, after, limit):
     return list(cursor)
 
 
+def claim_presence(user_id, online):
+    """Flip the user's announced presence to `online`; True for the one caller that flipped it
+    (so each change is announced once, whichever process sees it first)."""
+    result = users().update_one({"_id": user_id, "presence_announced": {"$ne": online}},
+                                {"$set": {"presence_announced": online}})
+    return result.modified_count == 1
+
+
 def set_last_seen(user_id, when):
     users().update_one({"_id": user_id}, {"$set": {"last_seen": when}})
 
