@@ -106,8 +106,8 @@ class Config:
     # Limit storage down: serve without limits (logged) rather than fail every request.
     RATELIMIT_SWALLOW_ERRORS = True
     # "N per second|minute|hour|day", several joined by ";". Register and login: per client
-    # address; ACCOUNT: per email, for register and login each; SEND: per user, REST and
-    # sockets together.
+    # address; ACCOUNT: registrations per email, failed logins per (address, email); SEND:
+    # per user, REST and sockets together.
     RATELIMIT_REGISTER = env("RATELIMIT_REGISTER", default="20 per hour")
     RATELIMIT_LOGIN = env("RATELIMIT_LOGIN", default="30 per minute")
     RATELIMIT_ACCOUNT = env("RATELIMIT_ACCOUNT", default="10 per minute")

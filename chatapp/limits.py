@@ -1,6 +1,8 @@
 """Rate limits (Flask-Limiter), shared by every process through RATELIMIT_STORAGE_URI.
 
-- register and login: per client address and per account (the email in the body);
+- register: per client address and per account (the email in the body); login: every
+  attempt per address, and failed ones per (address, account), so someone else's wrong
+  guesses never lock an account's owner out;
 - group creations and member additions: per user, one budget (`RATELIMIT_GROUPS`);
 - socket connections: per user (`RATELIMIT_CONNECT`), refused `rate_limited` at connect;
 - message sends, edits and deletions: per user, one budget for REST (`POST /api/chat/send`,
@@ -17,6 +19,7 @@ import logging
 import time
 
 from flask import current_app, g, request
+from flask_limiter.util import get_remote_address
 from limits import parse_many
 
 from chatapp.errors import RateLimited
@@ -80,11 +83,20 @@ limit_register = _compose(
     limiter.limit(_setting("RATELIMIT_ACCOUNT"), key_func=account_key, scope="account",
                   error_message="too many attempts for this account, try again later"),
 )
+def address_account_key():
+    """The client address and the account it tries: failed logins are counted per pair."""
+    return f"{get_remote_address()}|{account_key()}"
+
+
+# Logins: every attempt per address, and failed ones per (address, account). Not per account
+# alone: then anyone who knows an email could lock its owner out with wrong guesses.
 limit_login = _compose(
     limiter.limit(_setting("RATELIMIT_LOGIN"), scope="address",
                   error_message="too many login attempts from this address, try again later"),
-    limiter.limit(_setting("RATELIMIT_ACCOUNT"), key_func=account_key, scope="account",
-                  error_message="too many login attempts for this account, try again later"),
+    limiter.limit(_setting("RATELIMIT_ACCOUNT"), key_func=address_account_key,
+                  scope="address_account", deduct_when=lambda response: response.status_code == 401,
+                  error_message="too many failed logins for this account from this address, "
+                                "try again later"),
 )
 limit_send = limiter.shared_limit(_setting("RATELIMIT_SEND"), scope=SEND_SCOPE, key_func=caller_key,
                                   error_message="too many messages, slow down")

@@ -52,21 +52,25 @@ def assert_limited(response, limit, message):
     assert int(response.headers["X-RateLimit-Reset"]) >= int(time.time())
 
 
-def test_login_is_limited_per_account(make_app):
+def test_failed_logins_are_limited_per_address_and_account(make_app):
     client = make_app(RATELIMIT_ACCOUNT="2 per minute").test_client()
     assert register(client, "alice").status_code == 201
-    first = login(client, "alice", password="wrong password!")
+    attacker = "10.6.6.6"
+    first = login(client, "alice", password="wrong password!", address=attacker)
     assert first.status_code == 401
     assert first.headers["X-RateLimit-Limit"] == "2"
     assert first.headers["X-RateLimit-Remaining"] == "1"
     assert "Retry-After" not in first.headers  # only a refusal says when to retry
-    # Another address does not reset the account's budget, and the right password is no way round.
-    assert login(client, "alice", password="wrong password!", address="10.9.9.9").status_code == 401
-    assert_limited(login(client, "alice"), 2,
-                   "too many login attempts for this account, try again later")
-    # Another account from the same address is untouched.
+    assert login(client, "alice", password="wrong password!", address=attacker).status_code \
+        == 401
+    message = "too many failed logins for this account from this address, try again later"
+    assert_limited(login(client, "alice", address=attacker), 2, message)  # even the right one
+    # The owner, elsewhere, is not locked out by someone else's failures...
+    for _ in range(3):  # ...and their own successful logins cost nothing
+        assert login(client, "alice", address="10.0.0.1").status_code == 200
+    # Another account from the attacker's address is untouched by this pair's budget.
     assert register(client, "bobby").status_code == 201
-    assert login(client, "bobby").status_code == 200
+    assert login(client, "bobby", address=attacker).status_code == 200
 
 
 def test_login_is_limited_per_address(make_app):
