@@ -23,6 +23,7 @@ from flask_limiter.util import get_remote_address
 from limits import parse_many
 
 from chatapp.errors import RateLimited
+from chatapp.users.emails import lookup_forms
 from chatapp.extensions import limiter
 from config import ConfigError
 
@@ -60,7 +61,9 @@ def account_key():
     """The account a register/login body names (validated before the limit is counted)."""
     body = request.get_json(silent=True) or {}
     email = body.get("email")
-    return email.strip().lower() if isinstance(email, str) and email.strip() else "-"
+    if not isinstance(email, str) or not email.strip():
+        return "-"
+    return lookup_forms(email)[0]  # one budget for every spelling of one address
 
 
 def caller_key():

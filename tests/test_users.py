@@ -162,6 +162,30 @@ def test_conflict_names_email_even_when_the_email_contains_username(client):
     assert error["details"] == {"email": ["already taken"]}
 
 
+@pytest.mark.parametrize("first, second", [
+    ("alice@bücher.example", "alice@xn--bcher-kva.example"),     # IDNA: one domain
+    ("alice@xn--bcher-kva.example", "Alice@BÜCHER.example"),
+    ("alice@example.com", "\uff41\uff4c\uff49\uff43\uff45@example.com"),  # full-width
+])
+def test_one_mailbox_is_one_account_whatever_its_spelling(client, first, second):
+    assert register(client, "alice", first).status_code == 201
+    error = assert_error(register(client, "bob", second), 409, "conflict")
+    assert error["details"] == {"email": ["already taken"]}
+    assert login(client, second).status_code == 200  # and either spelling logs in
+
+
+@pytest.mark.parametrize("email", [
+    '"alice"@example.com', '"a b"@example.com',                  # quoted local parts
+    "ali\u200bce@example.com", "alice@example.com\u200b",         # zero-width space
+    "al\u00adice@example.com", "alice\u2060@example.com",         # soft hyphen, word joiner
+    "alice@[127.0.0.1]",                                            # a domain literal
+])
+def test_invisible_or_quoted_emails_are_refused(client, email):
+    error = assert_error(register(client, "alice", email), 422, "validation_error")
+    assert "email" in error["details"]
+    assert mongo.db.users.count_documents({}) == 0
+
+
 def test_email_is_stored_lower_case(client):
     register(client, "alice", "MiXeD@Example.COM")
     assert mongo.db.users.find_one({"username": "alice"})["email"] == "mixed@example.com"

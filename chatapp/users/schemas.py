@@ -2,6 +2,7 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from chatapp.schemas import InputSchema, Timestamp
+from chatapp.users.emails import canonical_email
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
 
@@ -18,6 +19,17 @@ class FullMatch(validate.Regexp):
         return value
 
 
+class CanonicalEmail(fields.String):
+    """An email address, loaded in its canonical form (chatapp.users.emails)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return canonical_email(text)
+        except ValueError as exc:
+            raise ValidationError(f"Not a valid email address: {exc}") from None
+
+
 def _password_bytes(value):
     size = len(value.encode("utf-8"))
     if size < 8:
@@ -32,8 +44,11 @@ class RegisterSchema(InputSchema):
         validate=FullMatch(USERNAME_PATTERN, error="3-32 characters of A-Z a-z 0-9 _ . -"),
         metadata={"example": "alice"},
     )
-    email = fields.Email(required=True, validate=validate.Length(max=254),
-                         metadata={"example": "alice@example.com"})
+    email = CanonicalEmail(required=True, validate=validate.Length(max=254), metadata={
+        "example": "alice@example.com", "format": "email",
+        "description": "stored in one canonical form: domain in ASCII (IDNA), local part "
+                       "case- and width-folded; quoted local parts and invisible characters "
+                       "are refused"})
     # JSON Schema counts code points, not bytes: document the bounds 8-72 bytes imply
     # (a code point is 1-4 bytes), so nothing outside them is ever accepted.
     password = fields.String(required=True, validate=_password_bytes, metadata={

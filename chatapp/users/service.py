@@ -15,7 +15,7 @@ from chatapp.errors import (
     Conflict, InvalidCredentials, NotFound, TokenExpired, TokenRevoked, ValidationError,
 )
 from chatapp.schemas import iso, parse_object_id
-from chatapp.users import store
+from chatapp.users import emails, store
 
 
 def public_user(doc, online=False, own=False):
@@ -45,7 +45,7 @@ def register(username, email, password):
         "_id": ObjectId(),
         "username": username,
         "username_lower": username.lower(),
-        "email": email.strip().lower(),
+        "email": email,  # canonical already (chatapp.users.emails, through the schema)
         "password_hash": security.hash_password(password),
         "created_at": now,
         "last_seen": None,
@@ -58,7 +58,11 @@ def register(username, email, password):
 
 def login(email, password):
     """Tokens for valid credentials; unknown email and wrong password fail alike."""
-    doc = store.find_user_by_email(email.strip().lower())
+    doc = None
+    for form in emails.lookup_forms(email):
+        doc = store.find_user_by_email(form)
+        if doc is not None:
+            break
     ok = security.check_password(password, doc["password_hash"] if doc else None)
     if not doc or not ok:
         raise InvalidCredentials()
