@@ -571,7 +571,13 @@ class TestTokenExpiry:
     def app(self):
         return create_app(TestingConfig, JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=2))
 
-    def test_next_event_after_expiry_is_refused_and_socket_closed(self, socket_client, auth):
+    def test_next_event_after_expiry_is_refused_and_socket_closed(self, socket_client, auth,
+                                                                   monkeypatch):
+        """An event that arrives between `exp` and the expiry sweep's close (which has its own
+        live test, test_reliability_tokens) is refused: the sweep is held off here."""
+        from chatapp.chat import expiry
+
+        monkeypatch.setattr(expiry, "watch", lambda sid, exp: None)
         bob = auth.user()
         b1 = socket_client(bob)
         alice = auth.user()

@@ -346,3 +346,26 @@ def test_two_admins_adding_the_same_user_at_once_add_them_once(client, socket_cl
     assert doc["member_count"] == len(doc["member_ids"]) == len(doc["members"]) == 4
     added = [e for _, e in received(d1, "conversation") if e["type"] == "member_added"]
     assert len(added) == 1  # announced once
+
+
+def test_online_and_last_seen_are_shown_only_to_presence_peers():
+    """`User.online`/`last_seen` agree with where `presence` goes: the user themself, direct
+    peers and small-group peers see them; strangers and large-group peers see false/null."""
+    app, client = _small_groups_app(3)
+    from chatapp.extensions import socketio
+
+    alice, bob, carol, dave, erin, eve = (Auth(client).user() for _ in range(6))
+    sent(client, alice, bob)                       # direct
+    created(client, alice, [carol, dave])           # small group: 3 members
+    created(client, alice, [dave, erin, eve])       # large group: 4 > 3
+    sock = socketio.test_client(app, auth={"token": alice.token}, flask_test_client=client)
+    sock.disconnect()  # alice has a last_seen now...
+    sock = socketio.test_client(app, auth={"token": alice.token}, flask_test_client=client)
+    for viewer, sees in ((alice, True), (bob, True), (carol, True), (dave, True),
+                         (erin, False), (eve, False)):
+        profile = client.get(f"/api/user/{alice.id}", headers=viewer.headers).get_json()
+        assert profile["online"] is sees, viewer.username
+        assert (profile["last_seen"] is not None) is sees, viewer.username
+        listed = client.get(f"/api/user?q={alice.username}", headers=viewer.headers).get_json()
+        assert listed["users"][0]["online"] is sees
+    sock.disconnect()

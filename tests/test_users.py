@@ -293,11 +293,18 @@ def test_user_by_id_shows_public_record_without_email(client, auth):
 
 
 def test_user_by_id_shows_online_while_a_socket_is_connected(client, auth, socket_client):
-    alice, bob = auth.user(), auth.user()
+    alice, bob, stranger = auth.user(), auth.user(), auth.user()
+    sent = client.post("/api/chat/send", headers=alice.headers,
+                       json={"receiver": bob.id, "content": "hi"})  # they share a conversation
+    assert sent.status_code == 201
     assert client.get(f"/api/user/{bob.id}", headers=alice.headers).get_json()["online"] is False
     sc = socket_client(bob)
     assert sc.is_connected()
     assert client.get(f"/api/user/{bob.id}", headers=alice.headers).get_json()["online"] is True
+    assert client.get(f"/api/user/{bob.id}", headers=bob.headers).get_json()["online"] is True
+    # presence is only for those who share a conversation, as `presence` events are
+    assert client.get(f"/api/user/{bob.id}", headers=stranger.headers).get_json()["online"] \
+        is False
 
 
 @pytest.mark.parametrize("user_id", [

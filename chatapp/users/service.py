@@ -15,19 +15,21 @@ from chatapp.errors import (
     Conflict, InvalidCredentials, NotFound, TokenExpired, TokenRevoked, ValidationError,
 )
 from chatapp.schemas import iso, parse_object_id
+from chatapp.conversations import store as conversation_store
 from chatapp.users import emails, store
 
 
-def public_user(doc, online=False, own=False):
-    """The contract's `User`: never the password hash; email only on the caller's own record."""
+def public_user(doc, online=False, own=False, presence=True):
+    """The contract's `User`: never the password hash; email only on the caller's own record;
+    without `presence`, `online`/`last_seen` read `false`/`null`."""
     user_id = str(doc["_id"])
     out = {
         "id": user_id,
         "_id": user_id,
         "username": doc["username"],
         "created_at": iso(doc.get("created_at")),
-        "online": bool(online),
-        "last_seen": iso(doc.get("last_seen")),
+        "online": bool(online) and presence,
+        "last_seen": iso(doc.get("last_seen")) if presence else None,
     }
     if own:
         out["email"] = doc["email"]
@@ -35,8 +37,23 @@ def public_user(doc, online=False, own=False):
 
 
 def public_users(docs, viewer_id=None):
-    online = store.online_user_ids([d["_id"] for d in docs]) if docs else set()
-    return [public_user(d, d["_id"] in online, own=d["_id"] == viewer_id) for d in docs]
+    """Public records; `online`/`last_seen` only of the viewer and of users who share a
+    direct conversation or a small group with them (those `presence` events reach), else
+    `false`/`null`."""
+    if not docs:
+        return []
+    visible = presence_visible_to(viewer_id, [d["_id"] for d in docs])
+    online = store.online_user_ids(visible) if visible else set()
+    return [public_user(d, d["_id"] in online, own=d["_id"] == viewer_id,
+                        presence=d["_id"] in visible) for d in docs]
+
+
+def presence_visible_to(viewer_id, user_ids):
+    """Which of `user_ids` the viewer may see online: themself and their presence peers."""
+    if viewer_id is None:
+        return set()
+    peers = conversation_store.shared_with(viewer_id, current_app.config["SMALL_GROUP_MAX"])
+    return {u for u in user_ids if u == viewer_id or u in peers}
 
 
 def register(username, email, password):
