@@ -527,3 +527,15 @@ def test_catch_up_after_returns_exactly_what_was_missed(client, pair):
     assert [m["id"] for m in body] == [m["id"] for m in missed][::-1]
     assert body[2]["deleted"] is True and body[2]["content"] == ""
     assert body[0]["content"] == "missed 3, edited" and body[0]["edited_at"] is not None
+
+
+def test_link_is_a_path_never_a_host_from_the_request(client, pair):
+    alice, bob = pair
+    for i in range(3):
+        sent(client, alice, bob, f"m{i}")
+    response = client.get(f"/api/chat/messages/{alice.id}/{bob.id}?limit=1",
+                          headers={**alice.headers, "Host": "evil.example",
+                                   "X-Forwarded-Host": "evil.example"})
+    assert response.status_code == 200
+    link = response.headers["Link"]
+    assert link.startswith(f"</api/chat/messages/{alice.id}/{bob.id}?") and "evil" not in link
