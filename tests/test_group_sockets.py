@@ -258,15 +258,16 @@ def test_send_while_the_sender_is_being_removed_is_refused(client, socket_client
     received(c1)
     from chatapp.chat import service as chat_service
 
-    real_member_of = chat_service.conversations.member_of
+    real_take_seq = chat_service.conversation_store.take_seq
 
-    def member_of_then_removed(user_id, ref):
-        doc = real_member_of(user_id, ref)  # bob is a member when the send checks...
-        monkeypatch.setattr(chat_service.conversations, "member_of", real_member_of)
-        assert remove(client, alice, cid, bob).status_code == 200  # ...and removed now
-        return doc
+    def removed_first(conversation_id, sender_id, *args):
+        # bob was a member when his request came in (validated, counted)... and is removed
+        # now, just before his message takes its seq
+        monkeypatch.setattr(chat_service.conversation_store, "take_seq", real_take_seq)
+        assert remove(client, alice, cid, bob).status_code == 200
+        return real_take_seq(conversation_id, sender_id, *args)
 
-    monkeypatch.setattr(chat_service.conversations, "member_of", member_of_then_removed)
+    monkeypatch.setattr(chat_service.conversation_store, "take_seq", removed_first)
     response = client.post(f"/api/chat/conversations/{cid}/messages", headers=bob.headers,
                            json={"content": "sneaky"})
     assert response.status_code == 404

@@ -61,22 +61,8 @@ def send_message(sender_id, data, origin_sid=None):
         existing = store.find_by_client_id(sender_id, client_id)
         if existing is not None:
             return public_message(existing), False
-    receiver_id = data.get("receiver")
-    if receiver_id is None:
-        conv = conversations.member_of(sender_id, data["conversation"])
-        if conv["type"] == "direct":
-            receiver_id = conversations.peer_of(conv, sender_id)
-    elif receiver_id != sender_id:
-        users.require_user(receiver_id)
     message_id, created_at = ObjectId(), now()
-    if receiver_id is not None:
-        counter = conversations.take_direct_seq(sender_id, receiver_id, message_id, created_at)
-        recipients = [receiver_id, sender_id]  # a direct conversation's members never change
-    else:  # a group: the seq is taken only while the sender is a member, at this instant
-        counter = conversation_store.take_seq(conv["_id"], sender_id, message_id, created_at)
-        if counter is None:
-            raise NotFound("conversation not found")
-        recipients = counter["member_ids"]
+    counter, receiver_id, recipients = _take_seq(sender_id, data, message_id, created_at)
     doc = {
         "_id": message_id, "conv": counter["_id"], "seq": counter["seq"],
         "version": counter["version"], "sender": sender_id, "receiver": receiver_id,
@@ -92,6 +78,38 @@ def send_message(sender_id, data, origin_sid=None):
     # The members at the moment the seq was taken: one emit to their user rooms.
     realtime.emit_to_users("chat message", message, recipients, skip_sid=origin_sid)
     return message, True
+
+
+def _take_seq(sender_id, data, message_id, when):
+    """The next seq of the conversation the send names, taken only while the sender belongs
+    to it (one conditional update, which is also the membership check); returns (counter,
+    receiver id or None in a group, the members to deliver to: those of that instant)."""
+    if data.get("receiver") is not None:
+        return _take_direct_seq(sender_id, data["receiver"], message_id, when)
+    ref = data["conversation"]
+    conv_id = ref if isinstance(ref, ObjectId) else parse_object_id(ref)
+    counter = conversation_store.take_seq(conv_id, sender_id, message_id, when) \
+        if conv_id is not None else None
+    if counter is None:  # a peer's user id names a direct conversation too; else 404
+        conv = conversations.member_of(sender_id, ref)
+        if conv["type"] == "direct":
+            return _take_direct_seq(sender_id, conversations.peer_of(conv, sender_id),
+                                    message_id, when)
+        counter = conversation_store.take_seq(conv["_id"], sender_id, message_id, when)
+        if counter is None:  # removed again meanwhile
+            raise NotFound("conversation not found")
+    if counter["type"] == "direct":
+        peer = conversations.peer_of(counter, sender_id)
+        return counter, peer, [peer, sender_id]
+    return counter, None, counter["member_ids"]
+
+
+def _take_direct_seq(sender_id, receiver_id, message_id, when):
+    if receiver_id != sender_id:
+        users.require_user(receiver_id)
+    counter = conversations.take_direct_seq(sender_id, receiver_id, message_id, when)
+    # A direct conversation's members never change: the pair itself.
+    return counter, receiver_id, [receiver_id, sender_id]
 
 
 def _cursor_message(message_id, field, conv=None):
