@@ -53,17 +53,21 @@ def find_direct(a, b):
 
 def take_direct_seq(sender_id, receiver_id, message_id, when):
     """The next seq of the pair's conversation, created atomically with the first message
-    (two first messages racing in two processes make one conversation)."""
+    (two first messages racing in two processes make one conversation: the unique `pair`
+    index lets one upsert insert and turns the other into an update)."""
     pair = store.pair_key(sender_id, receiver_id)
     upgrade.upgrade_pair_if_needed(pair)
+    changes, inc = {"last_at": when, "last_message_id": message_id}, {"seq": 1, "version": 1}
+    doc = store.bump_direct(pair, changes, inc)  # every message but a pair's first
+    if doc is not None:
+        return doc
     ids = sorted({sender_id, receiver_id})
     on_insert = {
         "_id": ObjectId(), "type": "direct", "title": None, "created_by": sender_id,
         "created_at": when, "member_ids": ids, "member_count": len(ids),
         "members": {str(u): store.member_entry("member", when) for u in ids},
     }
-    return store.upsert_direct(pair, on_insert, {"last_at": when, "last_message_id": message_id},
-                               {"seq": 1, "version": 1})
+    return store.upsert_direct(pair, on_insert, changes, inc, projection=store.COUNTER_FIELDS)
 
 
 def member_ids(doc):

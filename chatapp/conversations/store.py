@@ -69,9 +69,20 @@ def insert(doc):
     conversations().insert_one(doc)
 
 
-def upsert_direct(pair, on_insert, changes=None, inc=None):
+COUNTER_FIELDS = {"seq": 1, "version": 1, "member_ids": 1, "member_count": 1, "type": 1}
+
+
+def bump_direct(pair, changes, inc):
+    """`changes`/`inc` on the pair's conversation if it exists (the counter fields after)."""
+    return conversations().find_one_and_update(
+        {"pair": pair}, {"$set": changes, "$inc": inc}, projection=COUNTER_FIELDS,
+        return_document=ReturnDocument.AFTER)
+
+
+def upsert_direct(pair, on_insert, changes=None, inc=None, projection=None):
     """Find-or-create the pair's conversation atomically (the unique `pair` index decides a
-    race between processes), applying `changes`/`inc`; returns the document after."""
+    race between processes), applying `changes`/`inc`; returns the document after (only
+    the `projection` fields, when given)."""
     update = {"$setOnInsert": on_insert}
     if changes:
         update["$set"] = changes
@@ -80,7 +91,8 @@ def upsert_direct(pair, on_insert, changes=None, inc=None):
     for attempt in range(3):
         try:
             return conversations().find_one_and_update(
-                {"pair": pair}, update, upsert=True, return_document=ReturnDocument.AFTER)
+                {"pair": pair}, update, upsert=True, projection=projection,
+                return_document=ReturnDocument.AFTER)
         except DuplicateKeyError:
             if attempt == 2:
                 raise  # MongoDB retries such upserts itself; this covers the embedded store
@@ -93,7 +105,7 @@ def take_seq(conversation_id, sender_id, message_id, now):
         {"_id": conversation_id, "member_ids": sender_id},
         {"$inc": {"seq": 1, "version": 1},
          "$set": {"last_at": now, "last_message_id": message_id}},
-        projection={"seq": 1, "version": 1, "member_ids": 1, "member_count": 1, "type": 1},
+        projection=COUNTER_FIELDS,
         return_document=ReturnDocument.AFTER,
     )
 
