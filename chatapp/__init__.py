@@ -26,6 +26,7 @@ def create_app(config=None, **overrides):
     register_error_handlers(app)
     register_request_checks(app)
     register_startup(app)
+    register_commands(app)
     return app
 
 
@@ -111,6 +112,12 @@ def register_request_checks(app):
 def register_socket_handlers(app):
     # Handlers are registered on the unbound SocketIO at import (chatapp.chat.events).
     import chatapp.chat.events  # noqa: F401
+
+
+def register_commands(app):
+    from chatapp import cli
+
+    cli.register_commands(app)  # `flask --app wsgi upgrade-db | create-user | ...`
 
 
 def register_startup(app):

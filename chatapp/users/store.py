@@ -58,6 +58,10 @@ def find_user_by_email(email):
     return users().find_one({"email": email})
 
 
+def find_user_by_username(username):
+    return users().find_one({"username_lower": username.lower()}, PUBLIC_FIELDS)
+
+
 def find_users(ids):
     return list(users().find({"_id": {"$in": list(ids)}}, PUBLIC_FIELDS))
 
