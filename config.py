@@ -94,6 +94,17 @@ class Config:
     # the app sees: behind a proxy that is the proxy's, hence off by default.
     MAX_SOCKETS_PER_USER = env_int("MAX_SOCKETS_PER_USER", 20)
     MAX_SOCKETS_PER_ADDRESS = env_int("MAX_SOCKETS_PER_ADDRESS", 0)
+    # Connections that have not authenticated (chatapp/handshakes.py), counted per process: an
+    # Engine.IO connection without a Socket.IO session is closed SOCKET_CONNECT_TIMEOUT seconds
+    # after it opened (or its session ended); a handshake from an address already holding
+    # MAX_PENDING_CONNECTIONS_PER_ADDRESS of them is refused (429 rate_limited). 0 turns it off.
+    SOCKET_CONNECT_TIMEOUT = env_int("SOCKET_CONNECT_TIMEOUT", 10)
+    MAX_PENDING_CONNECTIONS_PER_ADDRESS = env_int("MAX_PENDING_CONNECTIONS_PER_ADDRESS", 100)
+    # A request's line and headers must arrive within this many seconds of the connection's
+    # opening (or of the previous response, on a kept-alive connection), else it is closed:
+    # `python wsgi.py` (chatapp/eventlet_http.py) and gunicorn (its keepalive) alike. 0: no limit
+    # under `python wsgi.py` (gunicorn's keepalive cannot be 0 here).
+    REQUEST_HEADER_TIMEOUT = env_int("REQUEST_HEADER_TIMEOUT", 10)
     # `python wsgi.py` on SIGTERM: stop accepting, close sockets, finish requests, exit 0.
     SHUTDOWN_GRACE = env_int("SHUTDOWN_GRACE", 10)
 

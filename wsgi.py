@@ -66,6 +66,7 @@ def serve_eventlet(host, port):
     import eventlet.wsgi
     import greenlet
 
+    from chatapp import eventlet_http
     from chatapp.extensions import mongo
 
     listener = eventlet.listen((host, port))
@@ -80,8 +81,12 @@ def serve_eventlet(host, port):
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
     eventlet.spawn(stop_on_signal, wake_r, greenlet.getcurrent())
+    # A deadline for each request's headers, the contract's envelope for requests refused
+    # before the app (chatapp/eventlet_http.py); debug=False: eventlet's default puts the
+    # traceback of an exception escaping the app (Engine.IO raises some) in the 500's body.
     eventlet.wsgi.server(listener, app, max_size=int(os.environ.get("MAX_CONNECTIONS", 10000)),
-                         log_output=os.environ.get("ACCESS_LOG", "0") == "1")
+                         log_output=os.environ.get("ACCESS_LOG", "0") == "1", debug=False,
+                         protocol=eventlet_http.protocol(app.config["REQUEST_HEADER_TIMEOUT"]))
     mongo.close()
     logging.getLogger("chatapp").info("chatapp stopped")
 

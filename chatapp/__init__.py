@@ -43,7 +43,7 @@ def configure_logging(app):
 
 
 def register_extensions(app):
-    from chatapp import cors, limits, proxy
+    from chatapp import cors, handshakes, limits, proxy
     from chatapp.extensions import api, jwt, mongo, socketio
     from chatapp.packets import close_on_malformed_packets
 
@@ -63,6 +63,7 @@ def register_extensions(app):
         engineio_logger=False,
     )
     close_on_malformed_packets(socketio.server)
+    handshakes.init_app(app, socketio.server)  # unauthenticated connections: time and number
     proxy.trust_proxies(app)  # outermost, so Socket.IO sees the corrected environ too
 
 
@@ -88,7 +89,11 @@ def register_error_handlers(app):
 
 
 def register_request_checks(app):
+    from werkzeug.exceptions import RequestEntityTooLarge
+
     from chatapp.errors import InvalidJson, UnsupportedMediaType
+
+    app.wsgi_app = ChunkedInputTerminated(app.wsgi_app)
 
     @app.before_request
     def require_json_body():
@@ -105,8 +110,38 @@ def register_request_checks(app):
             body = request.get_json(silent=True)
         except RecursionError:  # nested deeper than the parser goes: unparseable, not a crash
             body = None
+        if stream_cut_at_the_limit():
+            raise RequestEntityTooLarge()
         if not isinstance(body, dict):
             raise InvalidJson()
+
+
+def stream_cut_at_the_limit():
+    """A body without Content-Length (chunked) is read up to MAX_CONTENT_LENGTH, and werkzeug
+    stops there without a word: 413 if the server's input holds more."""
+    limit = request.max_content_length
+    return (limit is not None and request.content_length is None
+            and len(request.get_data(cache=True)) >= limit
+            and request.environ["wsgi.input"].read(1) != b"")
+
+
+class ChunkedInputTerminated:
+    """WSGI: tell werkzeug that eventlet ends a chunked body itself.
+
+    A body sent with `Transfer-Encoding: chunked` has no Content-Length; werkzeug then reads
+    it only when the server declares `wsgi.input_terminated` (else it reads nothing: the body
+    was "empty", 400 invalid_json). gunicorn and werkzeug's server declare it; eventlet does
+    not, though its input stops at the last chunk. Declared here for eventlet's chunked input
+    only; MAX_CONTENT_LENGTH still applies (`stream_cut_at_the_limit`: 413 beyond)."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        if ("eventlet.input" in environ
+                and environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"):
+            environ["wsgi.input_terminated"] = True
+        return self.wsgi_app(environ, start_response)
 
 
 def register_socket_handlers(app):

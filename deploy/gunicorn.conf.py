@@ -8,7 +8,8 @@ See deploy/README.md.
 Environment: PORT (8000), HOST (127.0.0.1: nginx on the same machine; 0.0.0.0 in a
 container), ASYNC_MODE (eventlet | gevent: the worker class follows it; gunicorn 26
 removed the eventlet worker, use gevent there), WORKER_CONNECTIONS (10000),
-GRACEFUL_TIMEOUT (20 s), ACCESS_LOG (1 = stdout, 0 = off, else a file path), LOG_LEVEL.
+GRACEFUL_TIMEOUT (20 s), REQUEST_HEADER_TIMEOUT (10 s), ACCESS_LOG (1 = stdout, 0 = off,
+else a file path), LOG_LEVEL.
 """
 import os
 
@@ -34,7 +35,12 @@ timeout = 60
 # another process), then exit. Sockets left in the shared store are swept by the others'
 # presence heartbeat (PRESENCE_STALE_SECONDS).
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "20"))
-keepalive = 5
+# The green workers wait for each request's line and headers at most `keepalive` seconds in
+# all (from the connection's opening, or the previous response), then close the connection:
+# the deadline that keeps half-sent headers from holding connections (REQUEST_HEADER_TIMEOUT,
+# as `python wsgi.py` applies it). At 0 they would wait forever, hence at least 1. It is also
+# how long an idle kept-alive connection stays open.
+keepalive = max(1, int(os.environ.get("REQUEST_HEADER_TIMEOUT", "10")))
 
 # nginx passes the original API's `access_token` header on as `Access-Token` (gunicorn
 # drops header names with underscores: `header_map` stays at its safe default).
