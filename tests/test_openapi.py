@@ -87,8 +87,8 @@ def test_every_api_route_of_the_app_is_documented(app, doc):
         path = rule.rule
         if not (path.startswith("/api/") or path in ("/healthz", "/readyz")):
             continue
-        if rule.endpoint.startswith("api-docs."):
-            continue  # the document and its viewer themselves
+        if rule.endpoint.startswith(("api-docs.", "asyncapi.")):
+            continue  # the documents (OpenAPI and AsyncAPI) and the viewer themselves
         openapi_path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", path)  # <objectid:id> -> {id}
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (method.lower(), openapi_path) in documented, (method, path)

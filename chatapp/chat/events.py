@@ -14,7 +14,9 @@ from flask_socketio import ConnectionRefusedError, join_room
 
 from chatapp import limits
 from chatapp.chat import expiry, presence, receipts, service, typing
-from chatapp.chat.schemas import DeliveredSchema, SocketReadSchema, SocketSendSchema, TypingSchema
+from chatapp.chat.schemas import (
+    DeliveredSchema, EnvelopeSchema, SocketReadSchema, SocketSendSchema, TypingSchema,
+)
 from chatapp.errors import (
     Forbidden, InvalidJson, NotFound, TokenExpired, Unauthorized, ValidationError, as_api_error,
 )
@@ -26,6 +28,7 @@ from chatapp.users.service import authenticate
 log = logging.getLogger(__name__)
 send_schema, typing_schema = SocketSendSchema(), TypingSchema()
 read_schema, delivered_schema = SocketReadSchema(), DeliveredSchema()
+envelope_schema = EnvelopeSchema()
 # The socket's identity, set once at connect: Flask-SocketIO keeps one environ per connection.
 SESSION_KEY = "chatapp.socket"
 
@@ -135,11 +138,10 @@ def on_message_envelope(user_id, data):
             data = json.loads(data)
         except (ValueError, RecursionError):  # nested deeper than the parser goes: unparseable
             raise InvalidJson("message must be a JSON string envelope") from None
-    event = data.get("event") if isinstance(data, dict) else None
-    if not isinstance(event, str) or event not in ENVELOPE_EVENTS:
+    if not isinstance(data, dict) or envelope_schema.validate(data):
         raise ValidationError("envelope must be {event: 'join'|'chat message', data}",
                               details={"event": ["Must be 'join' or 'chat message'."]})
-    return ENVELOPE_EVENTS[event].__wrapped__(user_id, data.get("data"))
+    return ENVELOPE_EVENTS[data["event"]].__wrapped__(user_id, data.get("data"))
 
 
 @socketio.on("typing")

@@ -2,7 +2,9 @@
 from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow import ValidationError as MarshmallowError
 
-from chatapp.schemas import InputSchema, ObjectIdField, Timestamp
+from chatapp.schemas import (
+    ErrorBodySchema, InputSchema, ObjectIdField, Timestamp, error_codes,
+)
 from chatapp.users.schemas import UserSchema
 
 
@@ -30,6 +32,7 @@ def exactly_one(*names):
         given = [n for n in names if n in data]
         if len(given) != 1:
             raise MarshmallowError(f"Give exactly one of {' or '.join(names)}.", names[0])
+    check.exactly_one = names  # for the AsyncAPI document (chatapp/asyncapi.py)
     return validates_schema(check)
 
 
@@ -117,7 +120,111 @@ class MessageEnvelopeSchema(Schema):
     message = fields.Nested(MessageSchema, required=True)
 
 
-
-
 class UpdatedSchema(Schema):
     updated = fields.Integer(required=True)
+
+
+# --- Socket.IO only: the handshake, the original API's events, acks, server events --------
+# Described in the AsyncAPI document (chatapp/asyncapi.py) with the input schemas above.
+
+class HandshakeAuthSchema(Schema):
+    """The CONNECT packet's `auth` (socket.io-client's `auth` option). The token may come
+    instead as header `access_token` (the original API), `Authorization: Bearer`, or
+    query `?token=`."""
+    token = fields.String(metadata={"description": "an access token"})
+
+
+def _refusal_code():
+    return fields.String(required=True, metadata={
+        "enum": error_codes(), "example": "unauthorized", "description": "the error code"})
+
+
+class RefusalDataSchema(Schema):
+    code = _refusal_code()
+
+
+class ConnectRefusalSchema(Schema):
+    """A refused connection: the CONNECT_ERROR packet (socket.io-client: a `connect_error`
+    with `err.message` and `err.data.code`). Codes: `unauthorized`, `token_expired`,
+    `token_revoked` (missing, invalid, expired, revoked token), `rate_limited` (a connection
+    cap), `unavailable` (database down)."""
+    message = _refusal_code()
+    data = fields.Nested(RefusalDataSchema, required=True)
+
+
+# `join`'s payload is a bare string, not an object.
+JOIN_USER_ID = fields.String(required=True, metadata={
+    "description": "your own user id (you are in your room from connect on: ok, nothing "
+                   "more); anyone else's is `forbidden`", "example": "665f1b2c9d1e8a0012345678"})
+ENVELOPE_EVENTS = ("join", "chat message")
+
+
+class EnvelopeSchema(InputSchema):
+    """`message`: the original API's envelope, `{"event", "data"}` sent as a JSON string
+    (the object itself is accepted too), dispatched as that event."""
+    event = fields.String(required=True, validate=validate.OneOf(ENVELOPE_EVENTS))
+    data = fields.Raw(allow_none=True, metadata={  # checked by that event's handler
+        "description": "that event's payload: a user id for `join`, a SocketSend object for "
+                       "`chat message`"})
+
+
+class OkAckSchema(Schema):
+    """The ack of an event that succeeded."""
+    ok = fields.Boolean(required=True, validate=validate.OneOf([True]))
+
+
+class MessageAckSchema(OkAckSchema):
+    """A send's ack: the stored Message (on a `client_id` retry, the first one)."""
+    message = fields.Nested(MessageSchema, required=True)
+
+
+class UpdatedAckSchema(OkAckSchema):
+    """A receipt's ack: how many messages it marked."""
+    updated = UpdatedSchema._declared_fields["updated"]
+
+
+class ErrorAckSchema(Schema):
+    """The ack of an event that failed: the REST error body with `ok: false` (an unknown
+    event name gets `not_found`)."""
+    ok = fields.Boolean(required=True, validate=validate.OneOf([False]))
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+class TypingEventSchema(Schema):
+    """`typing`: someone who shares a conversation with you started or stopped typing
+    (`typing: false` is also sent when a `typing: true` lapses, after 5 s)."""
+    sender = fields.String(required=True, metadata={"description": "the typing user's id"})
+    conversation = fields.String(metadata={
+        "description": "the conversation's id; absent for a pair with no direct "
+                       "conversation yet (who share a group)"})
+    typing = fields.Boolean(required=True)
+
+
+class DeliveredEventSchema(Schema):
+    """`delivered`: a member's client has the conversation's messages up to `up_to`
+    (direct conversations and small groups)."""
+    receiver = fields.String(required=True, metadata={"description": "who received them"})
+    conversation = fields.String(required=True)
+    up_to = fields.String(required=True, metadata={"description": "a message id"})
+    delivered_at = Timestamp(required=True)
+    version = fields.Integer(metadata={
+        "description": "the conversation version of the marker's move; absent when the "
+                       "member's marker did not move (only a direct conversation's "
+                       "messages were marked)"})
+
+
+class ReadEventSchema(Schema):
+    """`read`: a member read the conversation up to `up_to`."""
+    reader = fields.String(required=True, metadata={"description": "who read"})
+    conversation = fields.String(required=True)
+    up_to = fields.String(required=True, metadata={"description": "a message id"})
+    read_at = Timestamp(required=True)
+    version = DeliveredEventSchema._declared_fields["version"]
+
+
+class PresenceSchema(Schema):
+    """`presence`: a user who shares a direct conversation or a small group with you came
+    online (first socket) or went offline (last socket closed)."""
+    user = fields.String(required=True)
+    online = fields.Boolean(required=True)
+    last_seen = Timestamp(required=True, allow_none=True)  # null when coming online

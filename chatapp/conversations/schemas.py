@@ -101,3 +101,17 @@ class ConversationEntrySchema(Schema):
     last_message = fields.Nested(MessageSchema, required=True, allow_none=True)
     unread_count = fields.Integer(required=True)
     conversation = fields.Nested(ConversationSchema, required=True)
+
+
+EVENT_TYPES = ("created", "updated", "member_added", "member_removed", "role_changed")
+
+
+class ConversationEventSchema(Schema):
+    """`conversation`: a group was created or renamed, or its members or roles changed; to
+    every member, and to the member just removed."""
+    type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
+    conversation = fields.Nested(ConversationSchema, required=True)
+    user = fields.String(metadata={"description": "the member added, removed or re-roled"})
+    by = fields.String(required=True, metadata={"description": "who made the change"})
+    version = fields.Integer(required=True, metadata={
+        "description": "the conversation version of this change"})
