@@ -20,10 +20,18 @@ $(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# The official socket.io-client for tests/test_js_client.py and the browser test's CDN stand-in.
+# The official socket.io-client for tests/test_js_client.py (and the AsyncAPI parser).
 JS_DEPS := tests/js/node_modules/.npm-ci-stamp
 $(JS_DEPS): tests/js/package.json tests/js/package-lock.json
 	cd tests/js && npm ci --no-audit --no-fund
+	touch $@
+
+# The chat page's Socket.IO client: npm ci in chatapp/vendor (the official socket.io-client,
+# pinned by its lock file) copies its browser build here, where the server serves it. Optional
+# for `make run`: without npm the page works over REST, with live updates off.
+PAGE_CLIENT := chatapp/static/vendor/socket.io.min.js
+$(PAGE_CLIENT): chatapp/vendor/package.json chatapp/vendor/package-lock.json chatapp/vendor/copy-to-static.mjs
+	cd chatapp/vendor && npm ci --no-audit --no-fund
 	touch $@
 
 # A real database process for the outage test, in a venv of its own (it needs pymongo >= 4.18).
@@ -40,10 +48,15 @@ $(BENCH_DEPS): bench/package.json bench/package-lock.json
 	touch $@
 
 run: $(VENV)/.run-deps
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "chatapp: npm not found: the chat page runs without live updates (REST, polling)"; \
+	elif ! $(MAKE) --no-print-directory $(PAGE_CLIENT); then \
+	  echo "chatapp: npm ci failed in chatapp/vendor: the chat page runs without live updates"; \
+	fi
 	@echo "chatapp: starting on http://localhost:$(PORT)  (embedded store unless MONGO_DB_URL is set)"
 	PORT=$(PORT) $(PY) wsgi.py
 
-test: $(VENV)/.dev-deps $(JS_DEPS) $(NX_27017) $(BENCH_DEPS)
+test: $(VENV)/.dev-deps $(JS_DEPS) $(PAGE_CLIENT) $(NX_27017) $(BENCH_DEPS)
 	$(PY) -m pytest $(PYTEST_OPTS) $(PYTEST_ARGS)
 
 # chatapp against its floor (bench/floor.py), side by side: bench/README.md. BENCH_ARGS=--smoke

@@ -151,7 +151,9 @@ class Config:
     OPENAPI_URL_PREFIX = "/api"
     OPENAPI_JSON_PATH = "openapi.json"
     OPENAPI_SWAGGER_UI_PATH = "docs"
-    OPENAPI_SWAGGER_UI_URL = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.17.14/"
+    # Swagger UI's files, served by chatapp itself from the flask-swagger-ui package
+    # (chatapp/swagger_ui.py): /api/docs needs no internet access.
+    OPENAPI_SWAGGER_UI_URL = "/api/docs/swagger-ui/"
 
     @classmethod
     def validate(cls):

@@ -68,6 +68,7 @@ def register_extensions(app):
 
 
 def register_blueprints(app):
+    from chatapp import swagger_ui
     from chatapp.asyncapi import blp as asyncapi_blp
     from chatapp.chat.routes import blp as chat_blp
     from chatapp.conversations.routes import blp as conversations_blp
@@ -82,6 +83,7 @@ def register_blueprints(app):
     api.register_blueprint(health_blp)
     app.register_blueprint(web_blp)  # the chat page: not an API route, not in the OpenAPI doc
     app.register_blueprint(asyncapi_blp)  # the Socket.IO events' document, beside the OpenAPI one
+    swagger_ui.init_app(app)  # Swagger UI's files for /api/docs, from a pinned package
 
 
 def register_error_handlers(app):

@@ -7,11 +7,11 @@ from flask import Blueprint, current_app
 
 blp = Blueprint("web", __name__)
 
-# The page runs only its own script and the pinned Socket.IO client from the official CDN
-# (whose integrity hash the page checks); it talks only to its own origin (REST and socket).
+# The page runs only scripts served by chatapp (its own and the pinned Socket.IO client in
+# /static/vendor/); it talks only to its own origin (REST and socket).
 PAGE_POLICY = "; ".join([
     "default-src 'self'",
-    "script-src 'self' https://cdn.socket.io",
+    "script-src 'self'",
     "connect-src 'self'",
     "img-src 'self' data:",
     "object-src 'none'",

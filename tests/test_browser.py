@@ -1,24 +1,28 @@
-"""The chat page at `/`, driven end to end in Debian's headless Chromium (never a downloaded one).
+"""The chat page at `/` and Swagger UI at `/api/docs`, driven end to end in Debian's headless
+Chromium (never a downloaded one), offline: every request to a host other than loopback is
+aborted and recorded, and a test fails on any (both pages load everything from chatapp).
 
 Two browser contexts are two people: they register through the page, find each other, chat
 both ways, see typing, read receipts, edits, deletions, history paging and presence. Three
 more make a group: created from the page, listed beside direct conversations with unread
 counts, its members with their role and read marker, messages and markers moving live. The
-page's CDN script is served by the test from tests/js/node_modules (the machine is offline);
-the page's integrity hash still has to match it.
+page's Socket.IO client is the one `npm ci` in chatapp/vendor puts in chatapp/static/vendor
+(`make test` does); without it (its request aborted) two people still chat, over REST.
 """
-import json
+import ipaddress
 import shutil
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 
-JS_DIR = Path(__file__).resolve().parent / "js"
-CLIENT_FILE = JS_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT_PATH = "/static/vendor/socket.io.min.js"  # where the page loads its Socket.IO client
+CLIENT_FILE = ROOT / "chatapp" / CLIENT_PATH.lstrip("/")
 CHROMIUM = shutil.which("chromium")
 PASSWORD = "correct horse battery"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -30,15 +34,10 @@ pytestmark = [
 ]
 
 
-def client_version():
-    lock = json.loads((JS_DIR / "package-lock.json").read_text())
-    return lock["packages"]["node_modules/socket.io-client"]["version"]
-
-
 @pytest.fixture(scope="module")
 def browser():
     if not CLIENT_FILE.is_file():
-        pytest.fail("tests/js/node_modules is missing: run `make test` or `cd tests/js && npm ci`")
+        pytest.fail(f"{CLIENT_FILE} is missing: run `make test` or `cd chatapp/vendor && npm ci`")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -56,40 +55,85 @@ def wait_until(page, expression, timeout=10.0):
         page.wait_for_timeout(50)
 
 
-class Person:
-    """One browser context on the page; collects page errors and off-site requests."""
+def on_loopback(url):
+    """Whether a request to `url` stays on this machine (data: and blob: URLs never leave it)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("data", "blob"):
+        return True
+    try:
+        return parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
 
-    def __init__(self, browser, url):
+
+class OfflineTab:
+    """One browser context as on a machine without internet: requests to any other host than
+    loopback are aborted (never answered) and listed in `blocked`; page errors and console
+    errors are listed in `problems`."""
+
+    def __init__(self, browser, url, path="/"):
         self.url = url
         self.context = browser.new_context(viewport={"width": 1000, "height": 640})
         self.context.set_default_timeout(10_000)
-        self.context.route("https://cdn.socket.io/**", self.serve_cdn)
+        self.blocked = []
+        self.context.route(lambda target: not on_loopback(target), self.block)
         self.page = self.context.new_page()
         self.problems = []
+        self.requests = []  # (method, path) of every request the page made to the server
         self.closed = False
         self.page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
-        self.page.on("console", lambda msg: msg.type == "error"
-                     and self.problems.append(f"console: {msg.text}"))
+        self.page.on("console", self.check_console)
         self.page.on("request", self.check_request)
-        self.page.goto(url)
+        self.page.on("websocket", lambda ws: on_loopback(ws.url) or self.blocked.append(ws.url))
+        self.prepare()
+        self.page.goto(url + path)
 
-    def serve_cdn(self, route):
-        """The official CDN's file for the pinned version (it sends CORS, as the CDN does)."""
-        if route.request.url != f"https://cdn.socket.io/{client_version()}/socket.io.min.js":
-            self.problems.append(f"page asked the CDN for {route.request.url}")
-            return route.abort()
-        return route.fulfill(status=200, body=CLIENT_FILE.read_bytes(), headers={
-            "Content-Type": "application/javascript; charset=utf-8",
-            "Access-Control-Allow-Origin": "*"})
+    def prepare(self):
+        """Called before the page loads."""
+
+    def block(self, route):
+        self.blocked.append(route.request.url)
+        route.abort("internetdisconnected")
+
+    def check_console(self, msg):
+        if msg.type == "error":
+            self.problems.append(f"console: {msg.text} ({msg.location.get('url')})")
 
     def check_request(self, request):
-        if not request.url.startswith((self.url, "https://cdn.socket.io/", "data:")):
+        if request.url.startswith(self.url):
+            self.requests.append((request.method, urlsplit(request.url).path))
+        elif not request.url.startswith("data:"):
             self.problems.append(f"request off-site: {request.url}")
 
     def close(self):
         if not self.closed:
             self.closed = True
             self.context.close()
+
+
+class Person(OfflineTab):
+    """One person on the chat page. `live=False`: the page's Socket.IO client does not load
+    (its request is aborted, as if it were not installed), so the page must work over REST."""
+
+    def __init__(self, browser, url, live=True):
+        self.live = live
+        super().__init__(browser, url)
+
+    def prepare(self):
+        if not self.live:
+            self.context.route(f"**{CLIENT_PATH}", lambda route: route.abort())
+
+    def check_console(self, msg):
+        """Without the client, the one error expected is its failed load (not a script error)."""
+        if (not self.live and msg.location.get("url", "").endswith(CLIENT_PATH)
+                and msg.text.startswith("Failed to load resource")):
+            return
+        super().check_console(msg)
+
+    def check_request(self, request):
+        super().check_request(request)
+        if not self.live and "/socket.io/" in request.url:
+            self.problems.append(f"socket connection tried without the client: {request.url}")
 
     def register(self, name):
         page = self.page
@@ -98,10 +142,15 @@ class Person:
         page.fill("#auth-form [name=password]", PASSWORD)
         page.click("#auth-form button[name=register]")
         expect(page.locator("#me")).to_have_text(name)
-        assert page.evaluate("typeof io") == "function", self.problems  # the CDN script ran
-        # Polling first, then the upgrade: the page's CSP (connect-src 'self') allows the WebSocket.
-        wait_until(page, "socket?.io.engine?.transport.name === 'websocket'")
-        assert not self.problems, self.problems
+        if self.live:
+            assert page.evaluate("typeof io") == "function", self.problems  # chatapp's copy ran
+            expect(page.locator("#notice")).to_be_hidden()
+            # Polling first, then the upgrade: the CSP (connect-src 'self') allows the WebSocket.
+            wait_until(page, "socket?.io.engine?.transport.name === 'websocket'")
+        else:
+            assert page.evaluate("typeof io") == "undefined"
+            expect(page.locator("#notice")).to_contain_text("Live updates are off")
+        assert not self.problems and not self.blocked, self.problems + self.blocked
         self.name = name
         self.session = page.evaluate("JSON.parse(sessionStorage.getItem('chatapp'))")
 
@@ -200,6 +249,7 @@ def test_two_people_chat_in_the_browser(live_server, browser, tmp_path):
 
         assert (tmp_path / "bob.png").stat().st_size > 0
         assert not alice.problems and not bob.problems, alice.problems + bob.problems
+        assert not alice.blocked and not bob.blocked, alice.blocked + bob.blocked
     finally:
         for person in (alice, bob):
             person.close()
@@ -321,6 +371,76 @@ def test_group_chat_in_the_browser(live_server, browser, tmp_path):
 
         problems = ann.problems + ben.problems + cat.problems
         assert not problems, problems
+        blocked = ann.blocked + ben.blocked + cat.blocked
+        assert not blocked, blocked
     finally:
         for person in (ann, ben, cat):
             person.close()
+
+
+def test_without_the_socket_client_the_page_chats_over_rest(live_server, browser):
+    """The page's Socket.IO client is not there (`make run` without npm): it says live updates
+    are off, sends over REST and fetches new messages by polling, with no script error."""
+    tag = uuid.uuid4().hex[:6]
+    ada, bo = (Person(browser, live_server.url, live=False) for _ in range(2))
+    try:
+        ada.register(f"ada_{tag}")
+        bo.register(f"bo_{tag}")
+
+        ada.page.fill("#find", bo.name)
+        ada.page.locator("#found li", has_text=bo.name).click()
+        ada.send("hello over rest")
+        assert ("POST", "/api/chat/send") in ada.requests
+        # Bo's page learns of it by polling: an unread badge, then the message.
+        expect(bo.conversation(ada).locator(".badge")).to_have_text("1")
+        bo.conversation(ada).click()
+        expect(bo.message("hello over rest", mine=False)).to_be_visible()
+        expect(bo.conversation(ada).locator(".badge")).to_have_count(0)
+
+        # Both have the conversation open: each sees the other's next message arrive.
+        bo.send("polled back")
+        expect(ada.message("polled back", mine=False)).to_be_visible()
+        ada.send("and again")
+        expect(bo.message("and again", mine=False)).to_be_visible()
+        expect(bo.page.locator("#list li")).to_have_count(3)  # each message once
+
+        # A group, over REST too.
+        title = f"Offline {tag}"
+        ada.page.click("#new-group")
+        ada.page.fill("#group-form [name=title]", title)
+        ada.pick(bo)
+        ada.page.click("#group-form button[name=create]")
+        expect(ada.page.locator("#peer-name")).to_have_text(title)
+        ada.send("group over rest")
+        group_id = ada.group(title).get_attribute("data-conversation")
+        assert ("POST", f"/api/chat/conversations/{group_id}/messages") in ada.requests
+        expect(bo.group(title).locator(".badge")).to_have_text("1")
+        bo.group(title).click()
+        expect(bo.message("group over rest", mine=False)).to_be_visible()
+        # Bo has read it (over REST): Ada's member list shows his marker once she polls.
+        seq = ada.message("group over rest", mine=True).get_attribute("data-seq")
+        expect(ada.member(bo).locator(".read")).to_have_text(f"read up to message {seq}")
+
+        problems = ada.problems + bo.problems
+        assert not problems, problems
+        blocked = ada.blocked + bo.blocked
+        assert not blocked, blocked
+    finally:
+        for person in (ada, bo):
+            person.close()
+
+
+def test_api_docs_render_offline(live_server, browser):
+    """Swagger UI at /api/docs comes from chatapp: it renders every operation with no
+    request to another host."""
+    tab = OfflineTab(browser, live_server.url, "/api/docs")
+    try:
+        operations = tab.page.locator(".opblock")
+        expect(operations.first).to_be_visible()
+        expect(tab.page.locator(".opblock-summary-path", has_text="/api/chat/send")).to_have_count(1)
+        assert operations.count() > 20, operations.count()
+        assert ("GET", "/api/openapi.json") in tab.requests
+        assert not tab.problems, tab.problems
+        assert not tab.blocked, tab.blocked
+    finally:
+        tab.close()

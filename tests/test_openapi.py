@@ -87,8 +87,8 @@ def test_every_api_route_of_the_app_is_documented(app, doc):
         path = rule.rule
         if not (path.startswith("/api/") or path in ("/healthz", "/readyz")):
             continue
-        if rule.endpoint.startswith(("api-docs.", "asyncapi.")):
-            continue  # the documents (OpenAPI and AsyncAPI) and the viewer themselves
+        if rule.endpoint.startswith(("api-docs.", "asyncapi.", "swagger_ui.")):
+            continue  # the documents (OpenAPI and AsyncAPI), the viewer and its files
         openapi_path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", path)  # <objectid:id> -> {id}
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (method.lower(), openapi_path) in documented, (method, path)
@@ -228,11 +228,23 @@ def test_request_bodies_have_examples(doc):
 
 
 def test_docs_page_renders_the_document(client):
+    """Swagger UI's files come from chatapp (the pinned flask-swagger-ui package), not a CDN;
+    tests/test_browser.py renders the page offline."""
     response = client.get("/api/docs")
     assert response.status_code == 200
     html = response.get_data(as_text=True)
-    assert "swagger-ui-dist@5.17.14/swagger-ui-bundle.js" in html  # pinned CDN version
     assert "/api/openapi.json" in html
+    assets = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert "/api/docs/swagger-ui/swagger-ui-bundle.js" in assets
+    assert "/api/docs/swagger-ui/swagger-ui.css" in assets
+    for url in assets:
+        assert url.startswith("/api/docs/swagger-ui/"), url
+        asset = client.get(url)
+        assert asset.status_code == 200, url
+        assert asset.mimetype == ("text/css" if url.endswith(".css") else "text/javascript"), url
+        asset.close()
+    missing = client.get("/api/docs/swagger-ui/nope.js")
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
 
 
 # ---------------------------------------------------------------- live fuzzing

@@ -1,5 +1,7 @@
 // chatapp's demo page: REST for accounts and history, Socket.IO for everything live.
 // Plain browser JavaScript, no build step; user text only ever goes through textContent.
+// Without the Socket.IO client (/static/vendor/, installed by `make run` when npm is present)
+// it still works: it sends over REST and asks for new messages every few seconds.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -12,9 +14,13 @@ const convs = new Map();
 const names = new Map(); // user id -> username: group senders, previews, typing
 const shown = new Map(); // message id -> <li> of the open conversation
 let socket = null;
+let pollRun = 0; // without the Socket.IO client: bumped to start or stop the polling loop
+let pollFailed = false; // the last poll's error is on screen
+const POLL_MS = 3000;
 let peer = null; // the open direct conversation's User
 let group = null; // or the open group's Conversation (with `members`)
 let view = 0; // bumped on every open: answers for a conversation no longer open are dropped
+let loadedView = 0; // the view whose first page of history is on screen (polling waits for it)
 let olderUrl = null; // the open conversation's next (older) history page, from the Link header
 let draftId = null; // client_id of the message being sent: a retry never duplicates it
 let typingSentAt = 0;
@@ -36,9 +42,9 @@ async function api(method, path, body, retry = true) {
     return api(method, path, body, false);
   }
   if (!res.ok) {
-    const { message = `HTTP ${res.status}`, details } = data?.error || {};
+    const { message = `HTTP ${res.status}`, details, code } = data?.error || {};
     const why = details ? Object.entries(details).map(([k, v]) => `${k}: ${[].concat(v).join(" ")}`) : [];
-    throw new Error([message, ...why].join(" — "));
+    throw Object.assign(new Error([message, ...why].join(" — ")), { code });
   }
   return { data, res };
 }
@@ -103,6 +109,7 @@ function signOut() {
   socket?.off();
   socket?.disconnect();
   socket = null;
+  pollRun += 1;
   closePane();
   convs.clear();
   names.clear();
@@ -121,6 +128,8 @@ function start() {
   $("#auth-error").textContent = "";
   $("#me").textContent = state.me.username;
   names.set(state.me.id, state.me.username);
+  $("#notice").hidden = typeof io === "function";
+  if (typeof io !== "function") return startPolling();
   // `auth` as a function: every (re)connect presents the current token.
   socket = io({ auth: (cb) => cb({ token: state.token }) });
   socket.on("connect", () => guard(async () => {
@@ -148,6 +157,60 @@ function start() {
   socket.on("read", onRead);
   socket.on("presence", onPresence);
   socket.on("conversation", onConversation);
+}
+
+// ---- without the Socket.IO client: polling over REST ----------------------------------------
+// Every POLL_MS after the last answer: the open conversation's new messages (the history's
+// `after` catch-up), then the conversation list (unread counts, previews, presence).
+function startPolling() {
+  const run = ++pollRun;
+  const tick = async () => {
+    await pollOnce(run);
+    if (run === pollRun) setTimeout(tick, POLL_MS);
+  };
+  tick();
+}
+
+async function pollOnce(run) {
+  try {
+    if ((peer || group) && loadedView === view) await fetchNewer();
+    await loadConversations();
+    if (group) await loadMembers(group.id);
+    if (pollFailed) $("#error").textContent = "";
+    pollFailed = false;
+  } catch (err) {
+    if (run !== pollRun) return;
+    if (["unauthorized", "token_expired", "token_revoked"].includes(err.code)) return signOut();
+    pollFailed = true;
+    $("#error").textContent = `offline (${err.message}), retrying…`;
+  }
+}
+
+// The open conversation's messages newer than the newest one shown, marked read.
+async function fetchNewer() {
+  const forView = view;
+  let after = null;
+  let newest = -1;
+  for (const [id, li] of shown) if (+li.dataset.seq > newest) [after, newest] = [id, +li.dataset.seq];
+  let url = `${historyPath()}?limit=100${after ? `&after=${after}` : ""}`;
+  const fresh = [];
+  for (let pages = 0; url && pages < 5; pages += 1) {
+    const { data, res } = await api("GET", url);
+    if (view !== forView) return;
+    fresh.push(...data);
+    if (!after) { // an empty conversation's first messages: the next page is older ones
+      olderUrl = nextLink(res);
+      $("#older").hidden = !olderUrl;
+    }
+    url = after ? nextLink(res) : null; // with `after`, the next page is newer
+  }
+  if (!fresh.length) return;
+  fresh.forEach(render);
+  renderSeen();
+  scrollDown();
+  if (group) learnNames(fresh.map((m) => m.sender));
+  const theirs = fresh.filter((m) => m.sender !== me()).sort((a, b) => b.seq - a.seq)[0];
+  if (theirs) await (group ? markGroupRead(theirs) : sendRead(peer.id, theirs));
 }
 
 // ---- conversations --------------------------------------------------------------------------
@@ -181,6 +244,7 @@ async function loadConversations() {
     convs.set(peer.id, { kind: "direct", key: peer.id, user: peer, last: null, ...listed, unread: 0 });
   }
   if (group && !convs.has(group.id)) closePane("You are no longer in this group.");
+  else if (group) convs.get(group.id).unread = 0; // on screen, so read
   renderConversations();
   learnNames(entries.filter((c) => !c.user && c.last_message).map((c) => c.last_message.sender));
 }
@@ -373,9 +437,9 @@ async function openConversation(user) {
   showPeerDot(user.online);
   showInfo(false);
   enableComposer();
-  await loadPage(`/api/chat/messages/${me()}/${user.id}?limit=30`);
+  await loadPage(`${historyPath()}?limit=30`);
   scrollDown();
-  socket.emit("read", { peer: user.id }); // read receipts: everything shown is read
+  sendRead(user.id); // read receipts: everything shown is read
 }
 
 async function openGroup(id) {
@@ -392,22 +456,38 @@ async function openGroup(id) {
   enableComposer();
   await Promise.all([
     loadMembers(id),
-    loadPage(`/api/chat/conversations/${encodeURIComponent(id)}/messages?limit=30`),
+    loadPage(`${historyPath()}?limit=30`),
   ]);
   scrollDown();
   if (group?.id === id) markGroupRead(); // everything shown is read
 }
 
+// The open conversation's history: the 1:1 call for a direct one (it answers before the pair's
+// first message too), the conversation's for a group.
+const historyPath = () => (group ? `/api/chat/conversations/${encodeURIComponent(group.id)}/messages`
+  : `/api/chat/messages/${me()}/${peer.id}`);
+
+// Tell the server you have read conversation `key` (a peer's or a group's id) up to message
+// `upTo` (default: all): `read` over the socket, else POST .../read.
+function sendRead(key, upTo) {
+  const body = upTo ? { up_to: upTo.id } : {};
+  if (socket) return socket.emit("read", { [isGroup(key) ? "conversation" : "peer"]: key, ...body });
+  if (!upTo && !$("#list li.theirs")) return null; // nothing of theirs to mark
+  return api("POST", `/api/chat/conversations/${encodeURIComponent(key)}/read`, body)
+    .catch((err) => { $("#error").textContent = err.message; });
+}
+
 // Tell the server the open group is read (up to a message, default all), and move your own
 // marker here: the server's `read` event goes to the other members only.
 function markGroupRead(upTo) {
-  socket.emit("read", upTo ? { conversation: group.id, up_to: upTo.id } : { conversation: group.id });
+  const sent = sendRead(group.id, upTo);
   const mine = group.members?.find((m) => m.user.id === me());
   const newest = upTo?.seq ?? Math.max(0, ...[...$("#list").children].map((li) => +li.dataset.seq));
   if (mine && newest > mine.read_up_to) {
     mine.read_up_to = newest;
     renderMembers();
   }
+  return sent;
 }
 
 // The open group's members and their markers, from `GET /api/chat/conversations/<id>`.
@@ -474,6 +554,7 @@ async function loadPage(url) {
   const forView = view;
   const { data, res } = await api("GET", url);
   if (view !== forView) return; // another conversation was opened meanwhile
+  loadedView = forView;
   olderUrl = nextLink(res);
   $("#older").hidden = !olderUrl;
   data.forEach(render); // newest first; render() places each by seq
@@ -541,18 +622,29 @@ $("#composer").addEventListener("submit", (event) => {
     if (!to || !input.value.trim()) return;
     stopTyping();
     draftId ||= `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
-    const ack = await socket.timeout(5000).emitWithAck("chat message",
-      { ...to, content: input.value, client_id: draftId });
-    if (!ack.ok) throw new Error(ack.error.message);
+    const message = await send(to, { content: input.value, client_id: draftId });
     draftId = null;
     input.value = "";
-    onMessage(ack.message); // the sending socket gets the ack, not the event
+    onMessage(message); // the sending socket gets the ack, not the event
   });
 });
 
+// One message out, over the socket (its ack) or else over REST. A retry with the same
+// client_id is answered with the first message: never a duplicate.
+async function send(to, body) {
+  if (!socket) {
+    const path = to.conversation
+      ? `/api/chat/conversations/${encodeURIComponent(to.conversation)}/messages` : "/api/chat/send";
+    return (await api("POST", path, to.conversation ? body : { ...to, ...body })).data.message;
+  }
+  const ack = await socket.timeout(5000).emitWithAck("chat message", { ...to, ...body });
+  if (!ack.ok) throw new Error(ack.error.message);
+  return ack.message;
+}
+
 $("#text").addEventListener("input", () => {
   const to = target();
-  if (!to) return;
+  if (!to || !socket) return; // typing is relayed over sockets only
   if (Date.now() - typingSentAt > 2000) { // the server lets `typing: true` lapse after 5 s
     socket.emit("typing", { ...to, typing: true });
     typingSentAt = Date.now();
@@ -602,7 +694,7 @@ function onMessage(m) {
       if (peer) $("#typing").textContent = "";
       else renderTypers();
       if (group) markGroupRead(m);
-      else socket.emit("read", { peer: key, up_to: m.id });
+      else sendRead(key, m);
     }
   } else if (fromOther) {
     conv.unread += 1;
