@@ -62,6 +62,8 @@ class Config:
     TESTING = False
     PORT = env_int("PORT", 8000)
     LOG_LEVEL = env("LOG_LEVEL", default="INFO").upper()
+    # Who may read GET /metrics: addresses and CIDR networks, comma-separated; others get 404.
+    METRICS_ALLOW = env_list("METRICS_ALLOW", ["127.0.0.1", "::1"])
 
     # MongoDB: unset means the embedded in-memory store (mongomock).
     MONGO_URI = env("MONGO_DB_URL", "MONGO_URI")

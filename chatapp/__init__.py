@@ -18,6 +18,7 @@ def create_app(config=None, **overrides):
     app.config.update(overrides)
     app.json.sort_keys = False
     configure_logging(app)
+    register_observability(app)  # first hooks: they see every request, refused ones too
     # Before init_app: handlers added to an already bound SocketIO reach only that
     # server, so a second create_app() (every test makes one) would lose them.
     register_socket_handlers(app)
@@ -40,6 +41,12 @@ def configure_logging(app):
             "secretKey is not set: generated a random secret for this run "
             "(tokens stop working on restart). Set secretKey in .env to keep them."
         )
+
+
+def register_observability(app):
+    from chatapp import metrics
+
+    metrics.init_app(app)  # GET /metrics, request counts and latency (prometheus-client)
 
 
 def register_extensions(app):

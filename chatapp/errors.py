@@ -9,6 +9,8 @@ from flask import jsonify
 from pymongo.errors import AutoReconnect, ConnectionFailure, ServerSelectionTimeoutError
 from werkzeug.exceptions import HTTPException
 
+from chatapp import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -102,6 +104,7 @@ def as_api_error(exc):
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, DB_DOWN_ERRORS):
+        metrics.database_error(exc)
         log.warning("database unavailable: %s", exc)
         return Unavailable()
     if isinstance(exc, HTTPException):

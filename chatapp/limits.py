@@ -22,6 +22,7 @@ from flask import current_app, g, request
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 
+from chatapp import metrics
 from chatapp.errors import RateLimited
 from chatapp.users.emails import lookup_forms
 from chatapp.extensions import limiter
@@ -136,4 +137,5 @@ def _hit_user_limit(setting, scope, user_id, message):
     except RateLimited:
         raise
     except Exception:  # noqa: BLE001 - limit storage down: serve, as REST does (swallow_errors)
+        metrics.redis_error("rate_limit_storage")
         log.warning("rate limit storage unavailable; %s not counted", scope, exc_info=True)

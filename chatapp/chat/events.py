@@ -12,7 +12,7 @@ from bson import ObjectId
 from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, join_room
 
-from chatapp import limits
+from chatapp import limits, metrics
 from chatapp.chat import expiry, presence, receipts, service, typing
 from chatapp.chat.schemas import (
     DeliveredSchema, EnvelopeSchema, SocketReadSchema, SocketSendSchema, TypingSchema,
@@ -66,7 +66,10 @@ def on_connect(auth=None):
         expiry.watch(request.sid, claims["exp"])  # closed at exp, even if it never sends
     except Exception as exc:  # noqa: BLE001 - bad token or database down: refuse, never crash
         error = as_api_error(exc)
+        metrics.socket_event("connect", error_ack(error))
         raise ConnectionRefusedError(error.code, {"code": error.code}) from None
+    metrics.socket_event("connect", {"ok": True})
+    metrics.SOCKETS_OPEN.inc()
 
 
 @socketio.on("disconnect")
@@ -74,6 +77,7 @@ def on_disconnect(reason=None):
     """Forget the socket; may turn the user offline."""
     session = request.environ.get(SESSION_KEY)
     if session:
+        metrics.SOCKETS_OPEN.dec()
         presence.socket_disconnected(session["user_id"], request.sid)
 
 
@@ -82,19 +86,25 @@ def socket_event(handler):
 
     @wraps(handler)
     def wrapper(data=None, *extra):
-        session = request.environ.get(SESSION_KEY)
-        if session is None:
-            return error_ack(Unauthorized())
-        user_id = session["user_id"]
-        if session["exp"] <= time.time():
-            socketio.start_background_task(_disconnect_later, request.sid)
-            return error_ack(TokenExpired())
-        try:
-            return handler(user_id, data)
-        except Exception as exc:  # noqa: BLE001 - one bad event never hurts the connection
-            return error_ack(as_api_error(exc))
+        ack = _handle(handler, data)
+        metrics.socket_event(request.event["message"], ack)  # the name as registered
+        return ack
 
     return wrapper
+
+
+def _handle(handler, data):
+    session = request.environ.get(SESSION_KEY)
+    if session is None:
+        return error_ack(Unauthorized())
+    user_id = session["user_id"]
+    if session["exp"] <= time.time():
+        socketio.start_background_task(_disconnect_later, request.sid)
+        return error_ack(TokenExpired())
+    try:
+        return handler(user_id, data)
+    except Exception as exc:  # noqa: BLE001 - one bad event never hurts the connection
+        return error_ack(as_api_error(exc))
 
 
 def _disconnect_later(sid):
@@ -180,7 +190,9 @@ ENVELOPE_EVENTS = {"join": on_join, "chat message": on_chat_message}
 @socketio.on("*")
 def on_unknown_event(event, *args):
     """Any other event name: a client waiting for an ack gets `not_found` instead of a hang."""
-    return error_ack(NotFound("unknown event"))
+    ack = error_ack(NotFound("unknown event"))
+    metrics.socket_event("<unknown>", ack)  # never the client's name: bounded label values
+    return ack
 
 
 @socketio.on_error_default

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from bson import ObjectId
 from flask import current_app
 
-from chatapp import realtime
+from chatapp import metrics, realtime
 from chatapp.chat import store
 from chatapp.chat.public import public_message
 from chatapp.conversations import service as conversations
@@ -74,6 +74,7 @@ def send_message(sender_id, data, origin_sid=None):
     if not store.insert_message(doc):
         # A concurrent retry with the same client_id won the race: answer with its message.
         return public_message(store.find_by_client_id(sender_id, client_id)), False
+    metrics.message_stored(group=receiver_id is None)
     message = public_message(doc)
     # The members at the moment the seq was taken: one emit to their user rooms.
     realtime.emit_to_users("chat message", message, recipients, skip_sid=origin_sid)
