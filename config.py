@@ -62,6 +62,10 @@ class Config:
     TESTING = False
     PORT = env_int("PORT", 8000)
     LOG_LEVEL = env("LOG_LEVEL", default="INFO").upper()
+    # text (one line per record, control characters escaped) | json (one JSON object a line).
+    LOG_FORMAT = env("LOG_FORMAT", default="text").lower()
+    # One app-level line per HTTP request (method, route, status, duration, user, request id).
+    ACCESS_LOG = env_bool("ACCESS_LOG", False)
     # Who may read GET /metrics: addresses and CIDR networks, comma-separated; others get 404.
     METRICS_ALLOW = env_list("METRICS_ALLOW", ["127.0.0.1", "::1"])
 
@@ -164,6 +168,8 @@ class Config:
             raise ConfigError("; ".join(INVALID_SETTINGS))
         if not 4 <= cls.BCRYPT_ROUNDS <= 31:
             raise ConfigError(f"BCRYPT_ROUNDS must be between 4 and 31, got {cls.BCRYPT_ROUNDS}")
+        if cls.LOG_FORMAT not in ("text", "json"):
+            raise ConfigError(f"LOG_FORMAT must be text or json, got {cls.LOG_FORMAT!r}")
 
 
 class DevelopmentConfig(Config):

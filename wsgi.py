@@ -84,8 +84,10 @@ def serve_eventlet(host, port):
     # A deadline for each request's headers, the contract's envelope for requests refused
     # before the app (chatapp/eventlet_http.py); debug=False: eventlet's default puts the
     # traceback of an exception escaping the app (Engine.IO raises some) in the 500's body.
+    # log: its access lines become records of the app's handler (LOG_FORMAT, one a line).
     eventlet.wsgi.server(listener, app, max_size=int(os.environ.get("MAX_CONNECTIONS", 10000)),
                          log_output=os.environ.get("ACCESS_LOG", "0") == "1", debug=False,
+                         log=logging.getLogger("eventlet.wsgi"),
                          protocol=eventlet_http.protocol(app.config["REQUEST_HEADER_TIMEOUT"]))
     mongo.close()
     logging.getLogger("chatapp").info("chatapp stopped")

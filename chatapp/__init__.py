@@ -32,10 +32,9 @@ def create_app(config=None, **overrides):
 
 
 def configure_logging(app):
-    level = getattr(logging, app.config["LOG_LEVEL"], logging.INFO)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("chatapp").setLevel(level)
+    from chatapp import logs
+
+    logs.configure(app)  # LOG_FORMAT text | json, request ids, ACCESS_LOG
     if getattr(app.config, "GENERATED_SECRET", False) or app.config.get("GENERATED_SECRET"):
         logging.getLogger("chatapp").warning(
             "secretKey is not set: generated a random secret for this run "
@@ -44,8 +43,9 @@ def configure_logging(app):
 
 
 def register_observability(app):
-    from chatapp import metrics
+    from chatapp import logs, metrics
 
+    logs.init_app(app)  # X-Request-Id, and the ACCESS_LOG line written once the rest is done
     metrics.init_app(app)  # GET /metrics, request counts and latency (prometheus-client)
 
 

@@ -12,7 +12,7 @@ from bson import ObjectId
 from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, join_room
 
-from chatapp import limits, metrics
+from chatapp import limits, logs, metrics
 from chatapp.chat import expiry, presence, receipts, service, typing
 from chatapp.chat.schemas import (
     DeliveredSchema, EnvelopeSchema, SocketReadSchema, SocketSendSchema, TypingSchema,
@@ -56,6 +56,7 @@ def raw_header(name):
 @socketio.on("connect")
 def on_connect(auth=None):
     """Anyone with a valid access token: joins their user's room."""
+    logs.start_event()
     try:
         claims = authenticate(handshake_token(auth), "access")
         user_id = ObjectId(claims["sub"])
@@ -75,6 +76,7 @@ def on_connect(auth=None):
 @socketio.on("disconnect")
 def on_disconnect(reason=None):
     """Forget the socket; may turn the user offline."""
+    logs.start_event()
     session = request.environ.get(SESSION_KEY)
     if session:
         metrics.SOCKETS_OPEN.dec()
@@ -86,6 +88,7 @@ def socket_event(handler):
 
     @wraps(handler)
     def wrapper(data=None, *extra):
+        logs.start_event()
         ack = _handle(handler, data)
         metrics.socket_event(request.event["message"], ack)  # the name as registered
         return ack
