@@ -25,7 +25,12 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 
+from chatapp import token_masking  # noqa: E402
 from config import ConfigError  # noqa: E402
+
+# Access logs write each request line, and an older client's Socket.IO handshake carries
+# its JWT as `?token=`: masked in every log line of this process (gunicorn's worker too).
+token_masking.install()
 
 try:
     from chatapp import create_app  # noqa: E402

@@ -1,128 +1,57 @@
-"""The embedded store (mongomock) with hashed indexes, so its cost per message stays flat.
+"""The embedded store (mongomock) with hashed indexes, so a query examines what MongoDB would.
 
 mongomock answers every query, and checks every unique index on every insert, by scanning
 the whole collection: with it, storing a message cost time proportional to the number of
-messages already stored (bench/README.md has the profile). MongoDB uses the indexes that
+messages already stored, and one user's history request stalled every other client while
+it scanned every message (bench/README.md has the profile). MongoDB uses the indexes that
 `ensure_indexes` declares; this gives the embedded store the same shape: per collection, a
-hash from each declared index's exact key to the ids holding it, used for
+hash from each declared index's key to the ids holding it (chatapp/embedded_index.py, with
+multikey arrays as MongoDB's), used for
 
 - the unique checks of an insert or update, and
-- queries with equalities on the leading fields of an index, or on `_id` (`$in` too),
-  and aggregations that start with such a `$match`.
+- queries with equalities (`v`, `$eq`, `$in`, a value of `$all`) on the leading fields of
+  an index, or on `_id`; a top-level `$or` whose every branch is so narrowed (the union of
+  the branches' candidates); `$and` (its narrowest branch); aggregations that start with a
+  `$match`. The narrowest lookup found (fewest candidates) wins.
 
-It never answers differently from a scan: a candidate found through a hash is re-checked
-(its key, or mongomock's own filter), a document is re-keyed whenever mongomock re-checks
-its unique indexes (after every insert and every update that changed it), and an index
-holding a value that does not hash the way MongoDB compares (arrays, sub-documents,
-booleans) falls back to mongomock's scan.
+TTL indexes expire documents through a heap instead of mongomock's sweep of every
+document at every access (chatapp/embedded_ttl.py).
+
+It never answers differently from a scan: candidates are a superset of the matching
+documents, re-checked with mongomock's own filter in mongomock's own order; a document is
+re-keyed whenever mongomock re-checks its unique indexes (after every insert and every
+update that changed it), ids of deleted documents are dropped when met, and whatever no hash
+can hold falls back to mongomock's scan. tests/test_hardening_store.py compares the two
+on random writes and queries.
 Only `chatapp.db` installs it, and only for the embedded store.
 """
-import datetime
-import uuid
+import functools
+import itertools
+from collections.abc import Mapping
 
-from bson import ObjectId
 from mongomock import DuplicateKeyError, filtering, helpers
-from mongomock.collection import Collection
+from mongomock.collection import Collection, Cursor
 
-_KEYABLE = (str, int, float, ObjectId, datetime.datetime, bytes, uuid.UUID, type(None))
-_UNUSABLE = object()
-_original = {}
+from chatapp import embedded_ttl
+from chatapp.embedded_index import UNUSABLE, hashes, id_of, keyable, keys_of, live
+
+_original = {}  # mongomock's Collection methods replaced here
+_original_cursor = {}  # and its Cursor's
 
 
 def install():
     """Patch mongomock's Collection once per process (idempotent)."""
     if _original:
         return
-    for name in ("_ensure_uniques", "_iter_documents", "aggregate"):
+    for name in ("_ensure_uniques", "_iter_documents", "aggregate", "find_one"):
         _original[name] = getattr(Collection, name)
     Collection._ensure_uniques = _ensure_uniques
     Collection._iter_documents = _iter_documents
     Collection.aggregate = _aggregate
-
-
-def _keyable(value):
-    return isinstance(value, _KEYABLE) and not isinstance(value, bool)
-
-
-def _key(doc, fields):
-    values = []
-    for field in fields:
-        try:
-            value = helpers.get_value_by_dot(doc, field)
-        except KeyError:
-            value = None
-        if not _keyable(value):
-            return _UNUSABLE
-        values.append(value)
-    return tuple(values)
-
-
-def _doc_id(doc):
-    _id = doc["_id"]
-    return helpers.hashdict(_id) if isinstance(_id, dict) else _id
-
-
-class _Index:
-    def __init__(self, spec):
-        self.fields = tuple(field for field, _ in spec["key"])
-        self.unique = bool(spec.get("unique"))
-        self.sparse = bool(spec.get("sparse"))
-        self.partial = spec.get("partialFilterExpression")
-        self.usable = not any(f.startswith("$") for f in self.fields)
-        # For each prefix of the key (n first fields): values -> {doc id: None}, in order.
-        self.prefixes = [{} for _ in self.fields]
-        self.ids = self.prefixes[-1]  # the whole key
-        self.keys = {}  # doc id -> key
-
-    def covers(self, doc):
-        if self.partial is not None and not filtering.filter_applies(self.partial, doc):
-            return False
-        if self.sparse and all(_key(doc, (f,)) in (None, (None,)) for f in self.fields):
-            return False
-        return True
-
-    def add(self, doc):
-        doc_id = _doc_id(doc)
-        self.discard(doc_id)
-        if not self.usable or not self.covers(doc):
-            return
-        key = _key(doc, self.fields)
-        if key is _UNUSABLE:
-            self.usable = False
-            return
-        for n, by_prefix in enumerate(self.prefixes, 1):
-            by_prefix.setdefault(key[:n], {})[doc_id] = None
-        self.keys[doc_id] = key
-
-    def discard(self, doc_id):
-        key = self.keys.pop(doc_id, None)
-        if key is None:
-            return
-        for n, by_prefix in enumerate(self.prefixes, 1):
-            holders = by_prefix.get(key[:n])
-            if holders is not None:
-                holders.pop(doc_id, None)
-                if not holders:
-                    del by_prefix[key[:n]]
-
-
-def _indexes(store):
-    """The hashes of `store` (a mongomock CollectionStore), rebuilt when its indexes change."""
-    signature = tuple((name, id(spec)) for name, spec in store.indexes.items())
-    state = getattr(store, "_chatapp_hashes", None)
-    if state is None or state[0] != signature:
-        indexes = [_Index(spec) for name, spec in store.indexes.items() if name != "_id_"]
-        for doc in list(store._documents.values()):
-            for index in indexes:
-                index.add(doc)
-        state = store._chatapp_hashes = (signature, indexes)
-    return state[1]
-
-
-def _live(store, ids):
-    store._remove_expired_documents()
-    documents = store._documents
-    return [documents[i] for i in list(ids) if i in documents]
+    Collection.find_one = _find_one
+    _original_cursor["_compute_results"] = Cursor._compute_results
+    Cursor._compute_results = _compute_results
+    embedded_ttl.install()
 
 
 def _ensure_uniques(self, new_data):
@@ -132,60 +61,116 @@ def _ensure_uniques(self, new_data):
     (rolling the change back when it raises), so the hashes follow every write.
     """
     store = self._store
-    indexes = _indexes(store)
-    new_id = _doc_id(new_data)
+    collection_hashes = hashes(store)
+    try:
+        _check_uniques(self, collection_hashes.indexes, new_data)
+    except DuplicateKeyError:
+        raise  # mongomock rolls the write back: the hashes keep the document's old keys
+    except Exception:
+        collection_hashes.add(store, new_data)  # anything else leaves mongomock's write done
+        raise
+    collection_hashes.add(store, new_data)
+
+
+def _check_uniques(self, indexes, new_data):
+    store = self._store
+    new_id = id_of(new_data)
     for index in indexes:
         if not index.unique:
             continue
-        key = _key(new_data, index.fields) if index.usable else _UNUSABLE
-        if key is _UNUSABLE:
-            _original["_ensure_uniques"](self, new_data)  # mongomock's scan decides
-            break
+        keys, exact = keys_of(new_data, index.fields) if index.usable else (UNUSABLE, False)
+        if keys is UNUSABLE or not exact or not index.exact:
+            _scanning_unique_checks(self, new_data)
+            return
         if not index.covers(new_data):
             continue
-        others = [i for i in index.ids.get(key, ()) if i != new_id]
-        if any(_key(doc, index.fields) == key for doc in _live(store, others)):
+        others = [i for i in index.ids.get(keys[0], ()) if i != new_id]
+        if any(keys_of(doc, index.fields)[0] == keys for doc in live(store, [others])):
             raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
-    for index in indexes:
-        index.add(new_data)
+
+
+def _scanning_unique_checks(self, new_data):
+    """mongomock's own checks, by its own scans: the hashes do not hold `new_data` yet."""
+    self._iter_documents = functools.partial(_original["_iter_documents"], self)
+    try:
+        _original["_ensure_uniques"](self, new_data)
+    finally:
+        del self._iter_documents
 
 
 def _iter_documents(self, filter):
-    candidates = _candidates(self._store, filter)
-    if candidates is None:
+    buckets = _plan(self._store, filter)
+    if buckets is None:
         return _original["_iter_documents"](self, filter)
+    candidates = live(self._store, buckets)
     return (doc for doc in candidates if filtering.filter_applies(filter, doc))
 
 
-def _candidates(store, filter):
-    """Documents that may match `filter`, from `_id` or one index's hash; None: scan."""
+def _alternatives(condition):
+    """The values an equality (`v`, `{"$eq": v}`, `{"$in": [...]}`) allows, or None."""
+    if isinstance(condition, dict):
+        if "$eq" in condition:
+            values = [condition["$eq"]]
+        elif isinstance(condition.get("$in"), list):
+            values = condition["$in"]
+        else:
+            return None  # a range, or a sub-document to match whole
+    else:
+        values = [condition]
+    if not all(keyable(v) for v in values):
+        return None
+    return list(dict.fromkeys(values))
+
+
+def _size(buckets):
+    return sum(len(bucket) for bucket in buckets)
+
+
+def _plan(store, filter):
+    """Id buckets holding every document `filter` may match (the smallest choice found),
+    or None when no index narrows it: then mongomock scans."""
     if not isinstance(filter, dict) or not filter:
         return None
     if "_id" in filter:
-        value = filter["_id"]
-        if _keyable(value) and value is not None:
-            return _live(store, [value])
-        if isinstance(value, dict) and set(value) == {"$in"} and isinstance(value["$in"], list) \
-                and all(_keyable(v) and v is not None for v in value["$in"]):
-            return _live(store, dict.fromkeys(value["$in"]))
-    # Equalities on the leading fields of an index narrow the scan to the documents holding
-    # those values; the rest of the filter (ranges, other fields) is checked on each.
-    equal = {k: v for k, v in filter.items() if not k.startswith("$") and _keyable(v)}
-    best, best_n = None, 0
-    for index in _indexes(store):
-        if not index.usable or index.sparse:
+        ids = _alternatives(filter["_id"])
+        if ids is not None and None not in ids:
+            return [ids]
+    options = [_by_index(store, filter)]
+    if isinstance(filter.get("$and"), list):
+        options.extend(_plan(store, branch) for branch in filter["$and"])
+    if isinstance(filter.get("$or"), list) and filter["$or"]:
+        branches = [_plan(store, branch) for branch in filter["$or"]]
+        if all(branch is not None for branch in branches):
+            options.append([bucket for branch in branches for bucket in branch])
+    options = [option for option in options if option is not None]
+    return min(options, key=_size) if options else None
+
+
+def _by_index(store, filter):
+    """The narrowest index lookup the top-level equalities of `filter` allow, or None.
+
+    `{"f": {"$all": [a, b]}}` needs every document to hold a (and b): each value alone
+    narrows like an equality."""
+    allowed, every = {}, []
+    for field, condition in filter.items():
+        if field.startswith("$"):
             continue
-        if index.partial is not None and not filtering.filter_applies(index.partial, equal):
-            continue  # matching documents may be outside this index
-        n = 0
-        while n < len(index.fields) and index.fields[n] in equal:
-            n += 1
-        if n > best_n:
-            best, best_n = index, n
-    if best is None:
-        return None
-    key = tuple(equal[f] for f in best.fields[:best_n])
-    return _live(store, best.prefixes[best_n - 1].get(key, ()))
+        values = _alternatives(condition)
+        if values is not None:
+            allowed[field] = values
+        elif isinstance(condition, dict) and isinstance(condition.get("$all"), list) \
+                and condition["$all"] and all(keyable(v) for v in condition["$all"]):
+            every.extend((field, value) for value in condition["$all"][:8])
+    choices = [allowed] if allowed else []
+    choices += [{**allowed, field: [value]} for field, value in every]
+    best = None
+    for choice in choices:
+        equal = {field: values[0] for field, values in choice.items() if len(values) == 1}
+        for index in hashes(store).indexes:
+            buckets = index.lookup(choice, equal)
+            if buckets is not None and (best is None or _size(buckets) < _size(best)):
+                best = buckets
+    return best
 
 
 def _aggregate(self, pipeline, session=None, **kwargs):
@@ -197,3 +182,31 @@ def _aggregate(self, pipeline, session=None, **kwargs):
         selected = list(self.find(pipeline[0]["$match"]))
         return aggregate.process_pipeline(selected, self.database, pipeline[1:], session)
     return _original["aggregate"](self, pipeline, session=session, **kwargs)
+
+
+def _find_one(self, filter=None, *args, **kwargs):  # noqa: keyword-arg-before-vararg as mongomock
+    """mongomock's, through a cursor limited to one (as MongoDB's): one document copied."""
+    if filter is None:
+        filter = {}
+    if not isinstance(filter, Mapping):
+        filter = {"_id": filter}
+    cursor = self.find(filter, *args, **kwargs)
+    if cursor._limit is None:
+        cursor.limit(1)
+    return next(cursor, None)
+
+
+def _compute_results(self, with_limit_and_skip=False):
+    """A limited cursor copies only the documents it shows (mongomock copied every match,
+    then cut: a one-message `find_one` sorted by seq copied the whole conversation)."""
+    if not (with_limit_and_skip and self._limit) or (
+            self._results and self._factory_last_generated_results == self._factory):
+        return _original_cursor["_compute_results"](self, with_limit_and_skip)
+    key = (self._factory, self._skip, self._limit)
+    head = getattr(self, "_chatapp_head", None)
+    if head is None or head[0] != key:
+        rows = list(itertools.islice(self._factory(), self._skip + abs(self._limit)))
+        if self.collection.codec_options.tz_aware:
+            rows = [helpers.make_datetime_timezone_aware_in_document(x) for x in rows]
+        head = self._chatapp_head = (key, rows[self._skip:])
+    return head[1]

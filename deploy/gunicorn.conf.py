@@ -52,6 +52,8 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 errorlog = "-"
 _access_log = os.environ.get("ACCESS_LOG", "1")
 accesslog = None if _access_log in ("0", "") else "-" if _access_log == "1" else _access_log
-# client (as nginx forwards it), request, status, bytes, time in ms, user agent
+# client (as nginx forwards it), request, status, bytes, time in ms, user agent. A `token`
+# query parameter (an older client's Socket.IO handshake) and any JWT are masked in every
+# line: the worker imports wsgi.py, which installs chatapp/token_masking.py.
 access_log_format = ('%({x-forwarded-for}i)s %(h)s "%(r)s" %(s)s %(B)s %(M)sms '
                      '"%(a)s"')

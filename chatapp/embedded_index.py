@@ -1,0 +1,191 @@
+"""The hashes behind chatapp.embedded: per collection, each declared index's key -> the ids
+of the documents holding it, and each document's place in mongomock's natural order.
+
+A key is built as MongoDB builds an index key: a missing field is null, an array is hashed
+under each of its elements (a multikey index: `member_ids`), and a value that does not hash
+the way MongoDB compares (a sub-document, a nested array, a path through an array) makes the
+index unusable, so queries fall back to mongomock's scan. A bool equals (and hashes as) 1
+or 0: harmless for candidates, which are always re-checked, but such an index (or one that
+held an array) no longer decides unique checks by hash (`Index.exact`).
+"""
+import datetime
+import itertools
+import uuid
+
+from bson import ObjectId
+from mongomock import filtering, helpers
+
+from chatapp import embedded_ttl
+
+KEYABLE = (str, int, float, ObjectId, datetime.datetime, bytes, uuid.UUID, type(None))
+UNUSABLE = object()
+MAX_KEYS = 256  # `$in` combinations one lookup may take; beyond, a shorter prefix is used
+
+
+def keyable(value):
+    # A bool equals (and hashes as) 1 or 0: harmless for candidates, which are re-checked,
+    # but a unique check must not take True for 1 (see Index.exact). NaN is not even
+    # equal to itself, so no hash finds it.
+    return isinstance(value, KEYABLE) and value == value
+
+
+def values_of(doc, field):
+    """The values an index holds for `field` of `doc`, and whether they came from an array:
+    an array's elements (multikey), [None] for a missing field; UNUSABLE when not hashable."""
+    value = doc
+    for part in field.split("."):
+        if isinstance(value, list):
+            return UNUSABLE, True  # a path through an array (MongoDB would fan out)
+        value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, list):
+        if not all(keyable(v) and not isinstance(v, list) for v in value):
+            return UNUSABLE, True
+        return list(dict.fromkeys(value)) or [None], True
+    return ([value], False) if keyable(value) else (UNUSABLE, False)
+
+
+def keys_of(doc, fields):
+    """Every key `doc` has in an index on `fields` (several for an array), whether each
+    is exact (no array, no boolean), or (UNUSABLE, False)."""
+    per_field, exact = [], True
+    for field in fields:
+        values, from_array = values_of(doc, field)
+        if values is UNUSABLE:
+            return UNUSABLE, False
+        exact = exact and not from_array and not isinstance(values[0], bool)
+        per_field.append(values)
+    if sum(len(values) > 1 for values in per_field) > 1:
+        return UNUSABLE, False  # parallel arrays: MongoDB refuses to index them too
+    return list(itertools.product(*per_field)), exact
+
+
+def id_of(doc):
+    _id = doc["_id"]
+    return helpers.hashdict(_id) if isinstance(_id, dict) else _id
+
+
+class Index:
+    def __init__(self, spec):
+        self.fields = tuple(field for field, _ in spec["key"])
+        self.unique = bool(spec.get("unique"))
+        self.sparse = bool(spec.get("sparse"))
+        self.partial = spec.get("partialFilterExpression")
+        self.usable = not any(f.startswith("$") for f in self.fields)
+        self.exact = True  # no document ever held an array or a boolean in it
+        # For each prefix of the key (n first fields): values -> {doc id: None}, in order.
+        self.prefixes = [{} for _ in self.fields]
+        self.ids = self.prefixes[-1]  # the whole key
+        self.keys = {}  # doc id -> its keys
+
+    def covers(self, doc):
+        if self.partial is not None and not filtering.filter_applies(self.partial, doc):
+            return False
+        if self.sparse and all(values_of(doc, f)[0] == [None] for f in self.fields):
+            return False
+        return True
+
+    def add(self, doc):
+        doc_id = id_of(doc)
+        self.discard(doc_id)
+        if not self.usable or not self.covers(doc):
+            return
+        keys, exact = keys_of(doc, self.fields)
+        if keys is UNUSABLE:
+            self.usable = False
+            return
+        self.exact = self.exact and exact
+        for key in keys:
+            for n, by_prefix in enumerate(self.prefixes, 1):
+                by_prefix.setdefault(key[:n], {})[doc_id] = None
+        self.keys[doc_id] = keys
+
+    def discard(self, doc_id):
+        for key in self.keys.pop(doc_id, ()):
+            for n, by_prefix in enumerate(self.prefixes, 1):
+                holders = by_prefix.get(key[:n])
+                if holders is not None:
+                    holders.pop(doc_id, None)
+                    if not holders:
+                        del by_prefix[key[:n]]
+
+    def lookup(self, allowed, equal):
+        """The buckets holding every document whose leading fields take values in `allowed`
+        (field -> list of values), or None when this index cannot tell."""
+        if not self.usable:
+            return None
+        n, combinations = 0, 1
+        while n < len(self.fields) and self.fields[n] in allowed \
+                and combinations * len(allowed[self.fields[n]]) <= MAX_KEYS:
+            combinations *= len(allowed[self.fields[n]])
+            n += 1
+        if n == 0:
+            return None
+        used = [allowed[f] for f in self.fields[:n]]
+        if self.sparse and all(None in values for values in used):
+            return None  # documents matching null may be missing from a sparse index
+        keys = list(itertools.product(*used))
+        # A partial index holds the matching documents only if these values imply its filter.
+        if self.partial is not None and not all(
+                filtering.filter_applies(self.partial, {**equal, **dict(zip(self.fields, key))})
+                for key in keys):
+            return None
+        by_prefix = self.prefixes[n - 1]
+        return [by_prefix[key] for key in keys if key in by_prefix]
+
+
+class Hashes:
+    """A collection's hashes, and each document's place in mongomock's own (natural) order,
+    so candidates are examined in the order a scan meets them (an update_many that stops
+    at a duplicate has changed the same documents)."""
+
+    def __init__(self, store, signature):
+        self.signature = signature
+        self.indexes = [Index(spec) for name, spec in store.indexes.items() if name != "_id_"]
+        self.places = {}
+        self.next_place = itertools.count()
+        for doc in list(store._documents.values()):
+            self.places[id_of(doc)] = next(self.next_place)
+            for index in self.indexes:
+                index.add(doc)
+
+    def add(self, store, doc):
+        """`doc` was inserted or changed (mongomock re-checks its unique indexes then)."""
+        doc_id = id_of(doc)
+        if doc_id not in self.places or next(reversed(store._documents)) == doc_id:
+            self.places[doc_id] = next(self.next_place)  # new (or re-inserted): last
+        for index in self.indexes:
+            index.add(doc)
+        embedded_ttl.written(store, doc)
+
+    def forget(self, doc_ids):
+        for doc_id in doc_ids:
+            self.places.pop(doc_id, None)
+            for index in self.indexes:
+                index.discard(doc_id)
+
+
+def hashes(store):
+    """The hashes of `store` (a mongomock CollectionStore), rebuilt when its indexes change."""
+    signature = (id(store._documents),  # a new dict: the collection was dropped
+                 *((name, id(spec)) for name, spec in store.indexes.items()))
+    current = getattr(store, "_chatapp_hashes", None)
+    if current is None or current.signature != signature:
+        current = store._chatapp_hashes = Hashes(store, signature)
+    return current
+
+
+def live(store, buckets):
+    """The stored documents whose ids the buckets hold, each once, in natural order
+    (forgetting the ids of documents mongomock deleted without telling)."""
+    store._remove_expired_documents()
+    documents = store._documents
+    collection_hashes = hashes(store)
+    ids = dict.fromkeys(itertools.chain.from_iterable(buckets))
+    gone = [i for i in ids if i not in documents]
+    if gone:
+        collection_hashes.forget(gone)
+    places = collection_hashes.places
+    return [documents[i] for i in sorted((i for i in ids if i in documents),
+                                         key=lambda i: places.get(i, -1))]
+
+

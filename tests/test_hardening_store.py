@@ -1,0 +1,451 @@
+"""Issue 11, item 7: on the embedded store every query the stores make is served by an index.
+
+A history request used to scan every stored message inside the event loop (a top-level
+`$or` no hash served), and a user's conversations were found by scanning every conversation
+(`member_ids` is an array, which the hashes skipped). Here each store query runs once over
+the data of three users, then again with ten times as much data of other users beside it:
+the documents it examines (calls of mongomock's filter on a document) must not change, and
+stay within what the users themselves own. A property test checks that the hashes answer
+exactly as mongomock's own scans do, for random writes and queries (`$or`, `$and`, `$in`,
+`$all`, arrays) over indexes like the app's (compound, multikey, unique, partial, sparse).
+"""
+import contextlib
+import datetime
+
+import mongomock
+import mongomock.collection
+import pytest
+from bson import ObjectId
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mongomock import filtering
+from mongomock.store import CollectionStore
+from pymongo import ASCENDING, DESCENDING
+
+from chatapp import create_app, embedded, embedded_ttl
+from chatapp.chat import store as messages
+from chatapp.conversations import store as conversations
+from chatapp.extensions import mongo
+from chatapp.users import store as users
+from config import TestingConfig
+
+T0 = datetime.datetime(2026, 1, 1)
+
+
+class Examined:
+    """Counts the documents mongomock's filter is applied to (each scanned or candidate one)."""
+
+    def __init__(self, monkeypatch):
+        self.count = 0
+        real = filtering.filter_applies
+
+        def counting(search_filter, document):
+            self.count += 1
+            return real(search_filter, document)
+
+        monkeypatch.setattr(filtering, "filter_applies", counting)
+        monkeypatch.setattr(mongomock.collection, "filter_applies", counting)
+
+    def of(self, call):
+        before = self.count
+        call()
+        return self.count - before
+
+
+def at(n):
+    return T0 + datetime.timedelta(seconds=n)
+
+
+def conversation(kind, member_ids, n, last):
+    ids = sorted(set(member_ids))
+    doc = {"_id": ObjectId(), "type": kind, "title": None if kind == "direct" else "g",
+           "created_by": ids[0], "created_at": at(0),
+           "members": {str(u): conversations.member_entry("member", at(0)) for u in ids},
+           "member_ids": ids, "member_count": len(ids), "seq": n, "version": n,
+           "last_at": at(last), "last_message_id": None}
+    if kind == "direct":
+        doc["pair"] = conversations.pair_key(ids[0], ids[-1])
+    conversations.insert(doc)
+    return doc
+
+
+def talk(conv, senders, n, start, receivers=None):
+    """`n` messages in `conv`, senders taking turns (receivers: the direct peer, or none)."""
+    docs = []
+    for seq in range(1, n + 1):
+        sender = senders[seq % len(senders)]
+        receiver = receivers[seq % len(receivers)] if receivers else None
+        doc = {"_id": ObjectId(), "conv": conv["_id"], "seq": seq, "version": seq,
+               "sender": sender, "receiver": receiver, "content": f"m{seq}",
+               "created_at": at(start + seq), "delivered_at": None,
+               "read_at": at(start + seq) if seq <= n // 2 else None, "edited_at": None,
+               "deleted": False, "client_id": f"{conv['_id']}-{seq}"}
+        assert messages.insert_message(doc)
+        docs.append(doc)
+    return docs
+
+
+def world(others):
+    """Alice, bob and carol (a direct pair, alice's notes, a group of three, a group with a
+    big membership), then `others` pairs and groups of other users; the store queries'
+    arguments."""
+    alice, bob, carol = ObjectId(), ObjectId(), ObjectId()
+    for user in (alice, bob, carol):
+        users.users().insert_one({"_id": user, "username": str(user), "username_lower": str(user),
+                                  "email": f"{user}@example.com", "password_hash": "x"})
+        users.add_socket(f"s-{user}", user, "server-1", f"jti-{user}", f"sid-{user}")
+    pair = conversation("direct", [alice, bob], 30, 100)
+    pair_messages = talk(pair, [alice, bob], 30, 0, [bob, alice])
+    notes = conversation("direct", [alice], 5, 50)
+    talk(notes, [alice], 5, 40, [alice])
+    group = conversation("group", [alice, bob, carol], 20, 90)
+    talk(group, [alice, bob, carol], 20, 60)
+    for n in range(others):
+        x, y, z = ObjectId(), ObjectId(), ObjectId()
+        users.users().insert_one({"_id": x, "username": str(x), "username_lower": str(x),
+                                  "email": f"{x}@example.com", "password_hash": "x"})
+        users.add_socket(f"s-{x}", x, "server-1", f"jti-{x}", f"sid-{x}")
+        users.revoke([f"jti-old-{x}"], at(10 ** 9))
+        talk(conversation("direct", [x, y], 10, 200 + n), [x, y], 10, 200 + n, [y, x])
+        talk(conversation("group", [x, y, z], 10, 300 + n), [x, y, z], 10, 300 + n)
+    return {"alice": alice, "bob": bob, "carol": carol, "pair": pair,
+            "middle": pair_messages[15], "group": group}
+
+
+QUERIES = {
+    # chat/store.py
+    "user_page": lambda w: messages.user_page(w["alice"], 20),
+    "user_page before": lambda w: messages.user_page(w["alice"], 20, before=w["middle"]),
+    "user_page after": lambda w: messages.user_page(w["alice"], 20, after=w["middle"]),
+    "conversation_page": lambda w: messages.conversation_page(w["pair"]["_id"], 20),
+    "conversation_page before": lambda w: messages.conversation_page(w["pair"]["_id"], 20,
+                                                                     before_seq=15),
+    "conversation_page after": lambda w: messages.conversation_page(w["pair"]["_id"], 20,
+                                                                    after_seq=5),
+    "find_message": lambda w: messages.find_message(w["middle"]["_id"]),
+    "find_messages": lambda w: messages.find_messages([w["middle"]["_id"], ObjectId()]),
+    "find_by_client_id": lambda w: messages.find_by_client_id(w["middle"]["sender"],
+                                                              w["middle"]["client_id"]),
+    "newest_unmarked": lambda w: messages.newest_unmarked(w["pair"]["_id"], w["bob"],
+                                                          w["alice"], "read_at"),
+    "mark": lambda w: messages.mark(w["pair"]["_id"], w["alice"], "delivered_at", 20, at(1)),
+    "update_message": lambda w: messages.update_message(w["middle"]["_id"], {"edited_at": at(2)}),
+    "count_unread": lambda w: messages.count_unread(w["group"]["_id"], w["alice"], 5),
+    "count_from_others": lambda w: messages.count_from_others(w["pair"]["_id"], w["alice"], 2, 9),
+    "newest_in": lambda w: messages.newest_in(w["pair"]["_id"]),
+    "oldest_in": lambda w: messages.oldest_in(w["pair"]["_id"]),
+    "marked_up_to": lambda w: messages.marked_up_to(w["pair"]["_id"], w["alice"], "read_at"),
+    # conversations/store.py
+    "find": lambda w: conversations.find(w["group"]["_id"]),
+    "find_for_member": lambda w: conversations.find_for_member(w["group"]["_id"], w["carol"]),
+    "find_direct": lambda w: conversations.find_direct(w["pair"]["pair"]),
+    "page_for_member": lambda w: conversations.page_for_member(w["alice"], 20),
+    "page_for_member groups": lambda w: conversations.page_for_member(w["alice"], 20, "group"),
+    "page_for_member cursor": lambda w: conversations.page_for_member(
+        w["alice"], 20, after=(w["group"]["last_at"], w["group"]["_id"])),
+    "shared_with": lambda w: conversations.shared_with(w["alice"], 50),
+    "shared": lambda w: conversations.shared(w["carol"], w["bob"]),
+    "take_seq": lambda w: conversations.take_seq(w["group"]["_id"], w["carol"], ObjectId(), at(3)),
+    "take_version": lambda w: conversations.take_version(w["group"]["_id"]),
+    "update": lambda w: conversations.update(w["group"]["_id"], {"type": "group"},
+                                             {"$set": {"title": "h"}}),
+    "half_upgraded": lambda w: conversations.half_upgraded(),
+    "find_legacy": lambda w: conversations.find_legacy(w["pair"]["pair"]),
+    # users/store.py: users, sockets, revocations
+    "find_user": lambda w: users.find_user(w["bob"]),
+    "find_user_by_email": lambda w: users.find_user_by_email(f"{w['bob']}@example.com"),
+    "find_users": lambda w: users.find_users([w["bob"], w["carol"]]),
+    "is_revoked": lambda w: users.is_revoked("jti-x", "sid-x"),
+    "socket_ids_of_user": lambda w: users.socket_ids_of_user(w["bob"]),
+    "socket_ids_of_sessions": lambda w: users.socket_ids_of_sessions(f"jti-{w['bob']}",
+                                                                     f"sid-{w['bob']}"),
+    "count_sockets": lambda w: users.count_sockets(w["bob"]),
+    "online_user_ids": lambda w: users.online_user_ids([w["bob"], w["carol"]]),
+}
+# What the three users own: no query may examine more than this many documents.
+OWN_MESSAGES = 30 + 5 + 20
+OWN_CONVERSATIONS = 3
+
+
+def examined_per_query(monkeypatch, others):
+    app = create_app(TestingConfig)
+    if not mongo.embedded:
+        pytest.skip("counts what the embedded store examines")
+    counter = Examined(monkeypatch)
+    with app.app_context():
+        w = world(others)
+        return {name: counter.of(lambda q=query: q(w)) for name, query in QUERIES.items()}
+
+
+def test_no_store_query_examines_other_users_data(monkeypatch):
+    small = examined_per_query(monkeypatch, others=20)
+    large = examined_per_query(monkeypatch, others=200)  # ten times as many other users
+    assert {name: large[name] for name in QUERIES if large[name] != small[name]} == {}
+    too_many = {name: n for name, n in small.items() if n > OWN_MESSAGES}
+    assert too_many == {}, "examined more documents than the users own"
+    for name in ("page_for_member", "shared_with", "find_for_member", "shared"):
+        assert small[name] <= OWN_CONVERSATIONS, (name, small[name])
+
+
+def test_a_history_page_examines_only_the_users_own_messages(monkeypatch):
+    app = create_app(TestingConfig)
+    if not mongo.embedded:
+        pytest.skip("counts what the embedded store examines")
+    counter = Examined(monkeypatch)
+    with app.app_context():
+        w = world(others=50)
+        page = []
+        assert counter.of(lambda: page.extend(messages.user_page(w["alice"], 100))) <= 55
+        # her direct messages only (the pair and her notes): no group message, newest first
+        assert len(page) == 35 and all(m["receiver"] is not None for m in page)
+        times = [(m["created_at"], m["_id"]) for m in page]
+        assert times == sorted(times, reverse=True)
+        assert conversations.shared_with(w["alice"], 50) == {w["bob"], w["carol"]}
+        assert conversations.shared_with(w["alice"], 2) == {w["bob"]}  # the group is too big
+
+
+# --- the hashes answer as mongomock's scans, whatever the writes and queries ------------
+
+USERS = [ObjectId(f"{n:024x}") for n in range(1, 5)]
+INDEXES = [
+    ([("conv", ASCENDING), ("seq", ASCENDING)], {"unique": True, "name": "history"}),
+    ([("sender", ASCENDING), ("client_id", ASCENDING)],
+     {"unique": True, "partialFilterExpression": {"client_id": {"$type": "string"}},
+      "name": "idempotent"}),
+    ([("sender", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)], {"name": "by_sender"}),
+    ([("receiver", ASCENDING), ("at", DESCENDING)], {"name": "by_receiver"}),
+    ([("member_ids", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)], {"name": "members"}),
+    ([("pair", ASCENDING)], {"unique": True, "name": "pair",
+                             "partialFilterExpression": {"pair": {"$type": "string"}}}),
+    ([("legacy", ASCENDING)], {"sparse": True, "name": "legacy"}),
+    ([("token", ASCENDING)], {"unique": True, "sparse": True, "name": "token"}),
+    ([("tags.kind", ASCENDING), ("type", ASCENDING)], {"name": "tags"}),
+    ([("extra", ASCENDING)], {"name": "extra"}),
+]
+user = st.sampled_from(USERS)
+scalar = st.one_of(user, st.none(), st.sampled_from(["a", "b"]), st.integers(0, 3))
+FIELDS = {
+    "conv": st.sampled_from(["a", "b", "c", None]),
+    "seq": st.integers(0, 4),
+    "sender": st.one_of(user, st.none()),
+    "receiver": st.one_of(user, st.none()),
+    "client_id": st.sampled_from(["p", "q", None, 5]),
+    "member_ids": st.one_of(st.lists(st.one_of(user, st.none()), max_size=4),
+                            st.lists(user, min_size=2, max_size=3), user, st.none()),
+    # what no hash can hold (a sub-document, a nested array): that index falls back to scans
+    "extra": st.one_of(scalar, st.just([[USERS[0]]]), st.just([{"u": USERS[0]}]),
+                       st.just({"u": 1})),
+    "type": st.sampled_from(["direct", "group"]),
+    "at": st.integers(0, 3),
+    "pair": st.sampled_from(["x:y", "y:z", 7, None]),
+    "legacy": st.sampled_from([True, False, 1, 1.0, 0, None]),
+    "token": st.one_of(st.sampled_from([True, 1, 1.0, "t", None]), st.just([1, 2])),
+    "tags": st.one_of(st.fixed_dictionaries({"kind": scalar}), st.just([{"kind": "a"}]),
+                      st.just("flat")),
+}
+document = st.fixed_dictionaries(
+    {"_id": st.integers(1, 12)},
+    optional={field: values for field, values in FIELDS.items()})
+
+
+def leaf():
+    values = {field: strategy for field, strategy in FIELDS.items()}
+    return st.one_of(
+        st.sampled_from(sorted(values)).flatmap(lambda f: values[f].map(lambda v: {f: v})),
+        st.sampled_from(sorted(values)).flatmap(
+            lambda f: st.lists(values[f], max_size=3).map(lambda vs: {f: {"$in": vs}})),
+        st.sampled_from(sorted(values)).flatmap(lambda f: values[f].map(lambda v: {f: {"$ne": v}})),
+        st.sampled_from(sorted(values)).flatmap(lambda f: values[f].map(lambda v: {f: {"$eq": v}})),
+        user.map(lambda u: {"member_ids": u}),  # the app's shape, made frequent
+        scalar.map(lambda v: {"tags.kind": v}),  # through a sub-document, or an array of them
+        st.lists(user, min_size=1, max_size=2).map(lambda us: {"member_ids": {"$all": us}}),
+        st.integers(0, 4).map(lambda n: {"seq": {"$gt": n}}),
+        st.integers(1, 13).map(lambda n: {"_id": n}),
+        st.lists(st.integers(1, 13), max_size=3).map(lambda ns: {"_id": {"$in": ns}}),
+    )
+
+
+def merged(parts):
+    out = {}
+    for part in parts:
+        out.update(part)
+    return out
+
+
+query = st.recursive(
+    st.lists(leaf(), min_size=1, max_size=3).map(merged),
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=1, max_size=3).map(lambda qs: {"$or": qs}),
+        st.lists(inner, min_size=1, max_size=3).map(lambda qs: {"$and": qs}),
+        st.tuples(leaf(), st.lists(inner, min_size=1, max_size=2)).map(
+            lambda t: {**t[0], "$or": t[1]}),
+    ),
+    max_leaves=6,
+)
+write = st.one_of(
+    st.tuples(st.just("insert"), document),
+    st.tuples(st.just("set"), query, st.fixed_dictionaries(
+        {}, optional={f: v for f, v in FIELDS.items() if f != "_id"})),
+    st.tuples(st.just("push"), st.integers(1, 12), user),
+    st.tuples(st.just("pull"), user),
+    st.tuples(st.just("replace"), st.integers(1, 12), document),
+    st.tuples(st.just("delete"), query),
+    st.tuples(st.just("unset"), st.integers(1, 12), st.sampled_from(sorted(FIELDS))),
+)
+
+
+@contextlib.contextmanager
+def plain_mongomock():
+    """mongomock as it is, without the hashes and the TTL heap (the reference)."""
+    classes = [(mongomock.collection.Collection, embedded._original),
+               (mongomock.collection.Cursor, embedded._original_cursor),
+               (CollectionStore, embedded_ttl._original)]
+    patched = [(cls, name, getattr(cls, name)) for cls, originals in classes for name in originals]
+    for cls, originals in classes:
+        for name, original in originals.items():
+            setattr(cls, name, original)
+    try:
+        yield
+    finally:
+        for cls, name, function in patched:
+            setattr(cls, name, function)
+
+
+def outcome(call):
+    try:
+        return "ok", call()
+    except Exception as exc:  # noqa: BLE001 - both sides must fail alike
+        return "error", type(exc).__name__
+
+
+def apply(c, op):
+    kind = op[0]
+    if kind == "insert":
+        return c.insert_one(dict(op[1])).inserted_id
+    if kind == "set":
+        return c.update_many(op[1], {"$set": op[2]} if op[2] else {"$inc": {"n": 1}}).modified_count
+    if kind == "push":
+        return c.update_one({"_id": op[1], "member_ids": {"$type": "array"}},
+                            {"$push": {"member_ids": op[2]}}).modified_count
+    if kind == "pull":
+        return c.update_many({"member_ids": {"$type": "array"}},
+                             {"$pull": {"member_ids": op[1]}}).modified_count
+    if kind == "replace":
+        body = {k: v for k, v in op[2].items() if k != "_id"}
+        return c.replace_one({"_id": op[1]}, body, upsert=True).modified_count
+    if kind == "delete":
+        return c.delete_many(op[1]).deleted_count
+    return c.update_one({"_id": op[1]}, {"$unset": {op[2]: ""}}).modified_count
+
+
+def answers(c, q):
+    return (
+        outcome(lambda: sorted(d["_id"] for d in c.find(q))),
+        outcome(lambda: c.count_documents(q)),
+        outcome(lambda: [d["_id"] for d in c.find(q).sort([("at", DESCENDING), ("_id", ASCENDING)])
+                         .limit(3)]),
+        outcome(lambda: sorted(map(repr, c.distinct("type", q)))),
+        outcome(lambda: c.find_one(q, sort=[("seq", DESCENDING), ("_id", ASCENDING)])),
+        outcome(lambda: [d["_id"] for d in c.find(q, skip=1, limit=2).sort("_id", DESCENDING)]),
+        outcome(lambda: sorted(map(repr, c.aggregate([{"$match": q},
+                                                      {"$group": {"_id": "$conv"}}])))),
+    )
+
+
+def collection():
+    c = mongomock.MongoClient().db[f"c{ObjectId()}"]
+    for keys, options in INDEXES:
+        c.create_index(keys, **options)
+    return c
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(write, max_size=12), st.lists(query, min_size=1, max_size=6))
+def test_hashed_answers_equal_scans(writes, queries):
+    embedded.install()
+    hashed = collection()
+    with plain_mongomock():
+        plain = collection()
+    for step, op in enumerate(writes):
+        result = outcome(lambda: apply(hashed, op))
+        with plain_mongomock():
+            assert result == outcome(lambda: apply(plain, op)), writes[:step + 1]
+        for q in queries:
+            got = answers(hashed, q)
+            with plain_mongomock():
+                assert got == answers(plain, q), (writes[:step + 1], q)
+
+
+# --- TTL indexes: expire as mongomock does, looking only at what is due -------------------
+
+def test_an_access_to_revocations_reads_only_the_tokens_due(monkeypatch):
+    """Every authenticated request asks `revoked`; mongomock's sweep read every revoked
+    token at each ask."""
+    app = create_app(TestingConfig)
+    if not mongo.embedded:
+        pytest.skip("counts what the embedded store examines")
+    looked_at = []
+    real = CollectionStore._value_meets_expiry
+    monkeypatch.setattr(CollectionStore, "_value_meets_expiry",
+                        lambda self, *args: looked_at.append(1) or real(self, *args))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    with app.app_context():
+        users.revoke([f"live-{n}" for n in range(500)], now + datetime.timedelta(days=30))
+        users.revoke(["spent-1", "spent-2"], now - datetime.timedelta(seconds=1))
+        looked_at.clear()
+        assert users.is_revoked("live-7") and not users.is_revoked("spent-1", "spent-2")
+        assert len(looked_at) <= 2  # the two due, once
+        looked_at.clear()
+        for n in range(20):
+            users.is_revoked(f"live-{n}")
+        assert looked_at == []
+        assert mongo.db.revoked.count_documents({}) == 500
+
+
+clock = st.sampled_from([-30, -1, 0, 1, 30, 3600])
+expires = st.one_of(clock.map(lambda s: T0 + datetime.timedelta(seconds=s)), st.none(),
+                    st.just("soon"), st.lists(clock.map(lambda s: T0 + datetime.timedelta(seconds=s)),
+                                              max_size=2))
+ttl_step = st.one_of(
+    st.tuples(st.just("insert"), st.integers(1, 6), expires),
+    st.tuples(st.just("set"), st.integers(1, 6), expires, st.sampled_from(["at", "other"])),
+    st.tuples(st.just("delete"), st.integers(1, 6)),
+    st.tuples(st.just("wait"), st.sampled_from([1, 2, 40, 4000])),
+)
+
+
+def ttl_apply(c, step):
+    if step[0] == "insert":
+        return outcome(lambda: c.insert_one({"_id": step[1], "at": step[2]}).inserted_id)
+    if step[0] == "set":
+        return outcome(lambda: c.update_one({"_id": step[1]}, {"$set": {step[3]: step[2]}},
+                                            upsert=True).modified_count)
+    if step[0] == "delete":
+        return outcome(lambda: c.delete_one({"_id": step[1]}).deleted_count)
+    return None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ttl_step, max_size=15))
+def test_ttl_expiry_equals_mongomocks_sweep(steps):
+    embedded.install()
+    now = [T0]
+    real_utcnow = mongomock.utcnow
+    mongomock.utcnow = lambda: now[0]
+    try:
+        hashed = mongomock.MongoClient().db["ttl"]
+        hashed.create_index("at", expireAfterSeconds=0)
+        hashed.create_index([("other", ASCENDING)], expireAfterSeconds=10)
+        with plain_mongomock():
+            plain = mongomock.MongoClient().db["ttl"]
+            plain.create_index("at", expireAfterSeconds=0)
+            plain.create_index([("other", ASCENDING)], expireAfterSeconds=10)
+        for n, step in enumerate(steps):
+            if step[0] == "wait":
+                now[0] += datetime.timedelta(seconds=step[1])
+            got = ttl_apply(hashed, step), sorted(d["_id"] for d in hashed.find())
+            with plain_mongomock():
+                assert got == (ttl_apply(plain, step), sorted(d["_id"] for d in plain.find())), \
+                    steps[:n + 1]
+    finally:
+        mongomock.utcnow = real_utcnow
