@@ -44,6 +44,7 @@ def configure(app):
         handler.addFilter(RequestIdFilter())
         root.addHandler(handler)
         root.setLevel(level)
+        logging.captureWarnings(True)  # Python's warnings too, in the same format
     logging.getLogger("chatapp").setLevel(level)
     # Asked for explicitly: the access lines are written whatever LOG_LEVEL says.
     access_level = logging.INFO if app.config["ACCESS_LOG"] else logging.NOTSET
