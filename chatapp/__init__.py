@@ -66,12 +66,21 @@ def register_extensions(app):
         message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
         cors_allowed_origins=cors.socketio_origins(app),
         max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],
-        logger=False,
-        engineio_logger=False,
+        # Loggers of our own (ERROR and up), not False: given False, python-socketio and
+        # python-engineio add a bare StreamHandler of their own, whose lines skip the
+        # process's format (LOG_FORMAT=json) and the request id.
+        logger=library_logger("socketio.server"),
+        engineio_logger=library_logger("engineio.server"),
     )
     close_on_malformed_packets(socketio.server)
     handshakes.init_app(app, socketio.server)  # unauthenticated connections: time and number
     proxy.trust_proxies(app)  # outermost, so Socket.IO sees the corrected environ too
+
+
+def library_logger(name):
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.ERROR)
+    return logger
 
 
 def register_blueprints(app):
