@@ -12,7 +12,7 @@ import requests
 
 from tests.live import PASSWORD, LiveServer, free_port, http_account
 from tests.nx_database import DatabaseProcess
-from tests.sio_wire import WireClient
+from tests.sio_wire import ConnectRefused, WireClient
 
 # How long a request waits for an unreachable database before its 503 (MONGO_TIMEOUT_MS).
 TIMEOUT_MS = 1000
@@ -92,6 +92,9 @@ def test_outage_answers_503_keeps_sockets_and_recovers_without_restart(tmp_path,
             timeout=ANSWER_WITHIN))
         print(f"socket send with the database down: ack {ack} in {seconds:.2f}s")
         assert ack == {"ok": False, "error": {"code": "unavailable", "message": ack["error"]["message"]}}
+        with pytest.raises(ConnectRefused) as refused:  # a new socket: refused, named so
+            WireClient(url, bob_login["access_token"]).connect()
+        assert refused.value.code == "unavailable"
         health = requests.get(url + "/healthz", timeout=ANSWER_WITHIN)
         assert (health.status_code, health.json()) == (200, {"status": "ok"})
         assert alice_socket.connected and bob_socket.connected
