@@ -370,3 +370,17 @@ def test_online_and_last_seen_are_shown_only_to_presence_peers():
         listed = client.get(f"/api/user?q={alice.username}", headers=viewer.headers).get_json()
         assert listed["users"][0]["online"] is sees
     sock.disconnect()
+
+
+def test_deleting_a_deleted_message_answers_200_and_emits_nothing(client, socket_client, trio):
+    alice, bob, _ = trio
+    message = sent(client, alice, bob, "oops")
+    b1 = socket_client(bob)
+    received(b1)
+    url = f"/api/chat/messages/{message['id']}"
+    first = client.delete(url, headers=alice.headers)
+    assert first.status_code == 200
+    assert names(received(b1)) == ["message deleted"]
+    again = client.delete(url, headers=alice.headers)
+    assert again.status_code == 200 and again.get_json() == first.get_json()
+    assert received(b1) == []  # nothing new happened: nobody is told again
