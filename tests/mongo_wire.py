@@ -120,7 +120,14 @@ class Store:
         collection._store.indexes[name]["unique"] = True
 
     def cmd_listindexes(self, db, coll, cmd):
-        rows = [{"name": n, **info} for n, info in db[coll].index_information().items()]
+        """As MongoDB answers: `key` a document in key order (mongomock keeps a list of
+        pairs, which PyMongo's index_information cannot read), `v`, `name`, then the
+        options; a collection that does not exist is the error NamespaceNotFound (26)."""
+        if coll not in db.list_collection_names():
+            raise CommandError(f"ns does not exist: {db.name}.{coll}", 26)
+        rows = [bson.SON([("v", info.get("v", 2)), ("key", bson.SON(info["key"])), ("name", name),
+                          *((k, v) for k, v in info.items() if k not in ("v", "key"))])
+                for name, info in db[coll].index_information().items()]
         return cursor_reply(db, coll, rows)
 
     # -- reads ---------------------------------------------------------------------
