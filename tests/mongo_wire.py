@@ -102,6 +102,32 @@ class Store:
                 db[coll].create_index(key, **options)
         return {}
 
+    def cmd_dropindexes(self, db, coll, cmd):
+        """`index`: a name, a key document, a list of names, or "*" (every index but _id_)."""
+        existing = db[coll].index_information()
+        if not existing:
+            raise CommandError(f"ns not found {db.name}.{coll}", 26)
+        wanted = cmd["index"]
+        if wanted == "*":
+            names = [name for name in existing if name != "_id_"]
+        elif isinstance(wanted, str):
+            names = [wanted]
+        elif isinstance(wanted, list):
+            names = list(wanted)
+        else:
+            key = [tuple(k) for k in wanted.items()]
+            names = [n for n, info in existing.items() if [tuple(k) for k in info["key"]] == key]
+            if not names:
+                raise CommandError(f"can't find index with key: {dict(wanted)}", 27)
+        for name in names:
+            if name == "_id_":
+                raise CommandError("cannot drop _id index", 72)
+            if name not in existing:
+                raise CommandError(f"index not found with name [{name}]", 27)
+        for name in names:
+            db[coll].drop_index(name)
+        return {"nIndexesWas": len(existing)}
+
     @staticmethod
     def _create_partial_unique(collection, key, options):
         """mongomock checks the documents already stored against a new unique index as if
