@@ -6,7 +6,7 @@ PORT   ?= 8000
 PYTEST_ARGS ?=
 PYTEST_OPTS := tests -q -ra -o timeout=300 -W ignore::DeprecationWarning
 
-.PHONY: run test bench clean
+.PHONY: run test test-mongo bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,24 @@ run: $(VENV)/.run-deps
 
 test: $(VENV)/.dev-deps $(JS_DEPS) $(PAGE_CLIENT) $(NX_27017) $(BENCH_DEPS)
 	$(PY) -m pytest $(PYTEST_OPTS) $(PYTEST_ARGS)
+
+# The same suite a second time against a database server, as the README's "Running against a
+# real MongoDB" says: tests/mongo_wire.py (the embedded store behind the MongoDB wire protocol)
+# on a free port, TEST_MONGO_URI pointing at it, stopped by its PID. Tests that cannot apply
+# there skip with their reason (-ra lists them). .ci/run runs it after `make test`.
+TEST_MONGO_DB ?= chatapp_wire_test
+test-mongo: $(VENV)/.dev-deps $(JS_DEPS) $(PAGE_CLIENT)
+	@set -u; dir=$$(mktemp -d); \
+	$(PY) -m tests.mongo_wire --port 0 >"$$dir/wire.log" 2>&1 & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -rf "$$dir"' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for _ in $$(seq 100); do grep -q serving "$$dir/wire.log" && break; \
+	  kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; \
+	port=$$(sed -n 's/^mongo_wire: serving .*:\([0-9][0-9]*\)$$/\1/p' "$$dir/wire.log"); \
+	if [ -z "$$port" ]; then echo "mongo_wire did not start:"; cat "$$dir/wire.log"; exit 1; fi; \
+	echo "test-mongo: TEST_MONGO_URI=mongodb://127.0.0.1:$$port/$(TEST_MONGO_DB) (mongo_wire, pid $$pid)"; \
+	TEST_MONGO_URI="mongodb://127.0.0.1:$$port/$(TEST_MONGO_DB)" TEST_MONGO_DB_NAME=$(TEST_MONGO_DB) \
+	  $(PY) -m pytest $(PYTEST_OPTS) $(PYTEST_ARGS)
 
 # chatapp against its floor (bench/floor.py), side by side: bench/README.md. BENCH_ARGS=--smoke
 BENCH_ARGS ?=

@@ -4,7 +4,6 @@ The suite runs on the embedded store (mongomock). Set TEST_MONGO_URI to run the 
 same tests against a real MongoDB: each test starts from an empty database.
 """
 import itertools
-import os
 
 import pytest
 
@@ -12,7 +11,7 @@ from chatapp import create_app
 from chatapp.extensions import mongo, socketio
 from config import TestingConfig
 
-from tests.live import LiveServer
+from tests.live import LiveServer, database_env, server_uri, suite_database
 
 PASSWORD = "correct horse battery"
 _names = itertools.count(1)
@@ -20,6 +19,35 @@ _names = itertools.count(1)
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "live: starts a real server process on a loopback port")
+    config.addinivalue_line(
+        "markers",
+        "skip_with_test_mongo_uri(reason): skipped, for that reason, when TEST_MONGO_URI is set")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not server_uri():
+        return
+    for item in items:
+        marker = item.get_closest_marker("skip_with_test_mongo_uri")
+        if marker:
+            reason = marker.args[0] if marker.args else marker.kwargs["reason"]
+            item.add_marker(pytest.mark.skip(reason=f"not with TEST_MONGO_URI: {reason}"))
+
+
+@pytest.fixture(scope="session")
+def _server_client():
+    import pymongo
+
+    with pymongo.MongoClient(server_uri(), serverSelectionTimeoutMS=10_000) as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def _empty_test_database(request):
+    """With TEST_MONGO_URI, every test starts from an emptied database, including the apps a
+    test builds itself with create_app (which then declares the indexes on it)."""
+    if server_uri():
+        request.getfixturevalue("_server_client").drop_database(suite_database())
 
 
 @pytest.fixture
@@ -111,5 +139,5 @@ def live_server(tmp_path_factory):
 
 
 def _live_db_env():
-    uri = os.environ.get("TEST_MONGO_URI")
-    return {"MONGO_DB_URL": uri, "MONGO_DB_NAME": "chatapp_live_test"} if uri else {}
+    # A database of its own: the in-process tests empty theirs before each test.
+    return database_env("live")

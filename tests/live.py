@@ -27,6 +27,39 @@ def http_account(url, username, password=PASSWORD, email=None):
     return response.json()
 
 
+def server_uri():
+    """TEST_MONGO_URI (the suite runs against that database server), or None (embedded store)."""
+    return os.environ.get("TEST_MONGO_URI") or None
+
+
+def suite_database():
+    """The suite's database on TEST_MONGO_URI's server, named as TestingConfig names it: the
+    URI's path, else TEST_MONGO_DB_NAME, else chatapp_test."""
+    from pymongo.uri_parser import parse_uri
+
+    return (parse_uri(server_uri())["database"]
+            or os.environ.get("TEST_MONGO_DB_NAME") or "chatapp_test")
+
+
+def database_env(suffix):
+    """The environment that points a server process at a database of its own on
+    TEST_MONGO_URI's server (`<suite database>_<suffix>`, emptied now), or {} on the
+    embedded store, where each server process has its own in-memory store anyway."""
+    uri = server_uri()
+    if not uri:
+        return {}
+    import urllib.parse
+
+    import pymongo
+
+    name = f"{suite_database()}_{suffix}"
+    parts = urllib.parse.urlsplit(uri)
+    url = urllib.parse.urlunsplit(parts._replace(path="/" + name))
+    with pymongo.MongoClient(url, serverSelectionTimeoutMS=10_000) as client:
+        client.drop_database(name)
+    return {"MONGO_DB_URL": url, "MONGO_DB_NAME": name}
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,6 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytestmark = pytest.mark.skip_with_test_mongo_uri(
+    "the benchmark starts its own servers on the embedded store (bench/README.md) and only "
+    "checks that `make bench` runs; it says nothing about a database server")
+
 FIGURES = {
     "saturation.delivered_per_s": ("chatapp", "floor"),
     "saturation.server_cpu_pct": ("chatapp", "floor"),

@@ -31,6 +31,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 pytestmark = [
     pytest.mark.live,
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it: .ci/run)"),
+    pytest.mark.skip_with_test_mongo_uri(
+        "the browser tests check the page, on the REST and socket paths the live-server tests "
+        "already run against the database server (and take minutes)"),
 ]
 
 

@@ -8,6 +8,10 @@ from pymongo import ASCENDING
 
 from chatapp import embedded
 
+pytestmark = pytest.mark.skip_with_test_mongo_uri(
+    "tests the embedded store itself (chatapp/embedded.py over mongomock), never the database "
+    "server TEST_MONGO_URI names; the default suite runs it")
+
 
 @pytest.fixture
 def coll():

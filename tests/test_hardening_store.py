@@ -29,6 +29,10 @@ from chatapp.extensions import mongo
 from chatapp.users import store as users
 from config import TestingConfig
 
+pytestmark = pytest.mark.skip_with_test_mongo_uri(
+    "tests the embedded store itself (chatapp/embedded.py over mongomock), never the database "
+    "server TEST_MONGO_URI names; the default suite runs it")
+
 T0 = datetime.datetime(2026, 1, 1)
 
 

@@ -22,7 +22,7 @@ import pytest
 import requests
 import websocket
 
-from tests.live import LiveServer, http_account
+from tests.live import LiveServer, database_env, http_account
 from tests.sio_wire import WireClient
 
 pytestmark = pytest.mark.live
@@ -34,14 +34,16 @@ SHORT = {"SOCKET_CONNECT_TIMEOUT": "1", "REQUEST_HEADER_TIMEOUT": "1", "LOG_LEVE
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`python wsgi.py` with one-second deadlines."""
-    with LiveServer(env=SHORT, log_path=tmp_path_factory.mktemp("eventlet") / "server.log") as live:
+    log = tmp_path_factory.mktemp("eventlet") / "server.log"
+    with LiveServer(env={**SHORT, **database_env("transport")}, log_path=log) as live:
         yield live
 
 
 @pytest.fixture(scope="module")
 def gunicorn_server(tmp_path_factory):
     """gunicorn (eventlet worker, deploy/gunicorn.conf.py) with the same deadlines."""
-    env = {**SHORT, "ASYNC_MODE": "eventlet", "ACCESS_LOG": "0"}
+    env = {**SHORT, "ASYNC_MODE": "eventlet", "ACCESS_LOG": "0",
+           **database_env("transport_gunicorn")}
     with LiveServer(env=env, command=GUNICORN,
                     log_path=tmp_path_factory.mktemp("gunicorn") / "server.log") as live:
         yield live
@@ -144,7 +146,8 @@ def test_one_address_holds_a_bounded_number_of_pending_connections(tmp_path):
     """A pool of 40 connections; one address tries to hold them all with WebSockets that never
     authenticate. Before: it got all 40 and /healthz stopped answering. Now 10, the rest 429."""
     env = {"MAX_CONNECTIONS": "40", "MAX_PENDING_CONNECTIONS_PER_ADDRESS": "10",
-           "SOCKET_CONNECT_TIMEOUT": "30", "LOG_LEVEL": "WARNING"}
+           "SOCKET_CONNECT_TIMEOUT": "30", "LOG_LEVEL": "WARNING",
+           **database_env("pending_cap")}
     with LiveServer(env=env, log_path=tmp_path / "server.log") as live:
         account = http_account(live.url, f"capped{time.monotonic_ns()}")
         # Authenticated sockets are not pending: more than the cap is fine.

@@ -20,7 +20,7 @@ import socketio
 from chatapp import create_app
 from chatapp.token_masking import mask_tokens
 from config import TestingConfig
-from tests.live import LiveServer, http_account
+from tests.live import LiveServer, database_env, http_account
 
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "wsgi:app"]
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -150,7 +150,8 @@ def test_a_token_in_the_handshake_url_reaches_no_log_line(server, tmp_path):
     command, env = SERVERS[server]
     log = tmp_path / "server.log"
     live = LiveServer(command=command, log_path=log,
-                      env={**env, "LOG_LEVEL": "INFO", "GRACEFUL_TIMEOUT": "5"})
+                      env={**env, "LOG_LEVEL": "INFO", "GRACEFUL_TIMEOUT": "5",
+                           **database_env("tokenlog")})
     with live:
         login = http_account(live.url, "tokenlog_" + re.sub(r"\W", "_", server))
         access, refresh = login["access_token"], login["refresh_token"]

@@ -9,7 +9,7 @@ import requests
 import socketio
 
 from chatapp import logs
-from tests.live import LiveServer, http_account
+from tests.live import LiveServer, database_env, http_account
 
 FORGED = "hi\n2026-01-01 00:00:00,000 CRITICAL chatapp: forged \x1b[31mred\x1b[0m\r\u2028x"
 
@@ -75,7 +75,7 @@ def _is_json_object(line):
 
 def test_a_live_server_logs_json_with_request_ids_and_no_secrets(tmp_path):
     """LOG_FORMAT=json, ACCESS_LOG=1: every line the server logs is one JSON object."""
-    env = {"LOG_FORMAT": "json", "ACCESS_LOG": "1", "LOG_LEVEL": "INFO"}
+    env = {"LOG_FORMAT": "json", "ACCESS_LOG": "1", "LOG_LEVEL": "INFO", **database_env("logs")}
     log_path = tmp_path / "server.log"
     with LiveServer(env=env, log_path=log_path) as server:
         alice = http_account(server.url, "logsalice")

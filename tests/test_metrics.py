@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from chatapp import create_app
 from chatapp.metrics import parse_networks
 from config import ConfigError, TestingConfig
-from tests.live import LiveServer, http_account
+from tests.live import LiveServer, database_env, http_account
 
 NOT_FOUND = {"error": {"code": "not_found", "message": (
     "The requested URL was not found on the server. If you entered the URL manually please "
@@ -84,7 +84,7 @@ def test_socket_events_are_counted_by_name_and_outcome(client, auth, socket_clie
 @pytest.mark.live
 def test_a_live_server_is_scraped_after_traffic():
     """The real eventlet server: REST, a socket, a refused send, then one parsed scrape."""
-    env = {"RATELIMIT_ENABLED": "true", "RATELIMIT_SEND": "2 per minute"}
+    env = {"RATELIMIT_ENABLED": "true", "RATELIMIT_SEND": "2 per minute", **database_env("metrics")}
     with LiveServer(env=env) as server:
         alice = http_account(server.url, "metricsalice")
         bob = http_account(server.url, "metricsbob")

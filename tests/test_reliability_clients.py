@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import LiveServer
+from tests.live import LiveServer, database_env
 from tests.live import http_account as account
 from tests.sio_wire import ConnectRefused, WireClient
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.live
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("clients") / "server.log"
-    with LiveServer(log_path=log, env={"LOG_LEVEL": "WARNING"}) as live:
+    with LiveServer(log_path=log, env={"LOG_LEVEL": "WARNING", **database_env("clients")}) as live:
         yield live
 
 
@@ -128,7 +128,8 @@ def wait_connect(url, token, timeout=10):
 
 
 def test_per_address_cap_counts_every_user_from_that_address(tmp_path):
-    env = {"MAX_SOCKETS_PER_USER": "5", "MAX_SOCKETS_PER_ADDRESS": "8", "LOG_LEVEL": "WARNING"}
+    env = {"MAX_SOCKETS_PER_USER": "5", "MAX_SOCKETS_PER_ADDRESS": "8", "LOG_LEVEL": "WARNING",
+           **database_env("address_cap")}
     with LiveServer(env=env, log_path=tmp_path / "server.log") as live:
         a, b = account(live.url, "capa"), account(live.url, "capb")
         a_sockets = [WireClient(live.url, a["access_token"]).connect() for _ in range(5)]

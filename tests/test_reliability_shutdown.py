@@ -25,7 +25,12 @@ from tests.sio_wire import WireClient
 
 GRACE = 5
 
-pytestmark = pytest.mark.live
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.skip_with_test_mongo_uri(
+        "checks that nothing is lost over a restart against a database process of its own "
+        "(nx-27017), independent of TEST_MONGO_URI; it runs the same in the default suite"),
+]
 
 
 class Chatter(threading.Thread):

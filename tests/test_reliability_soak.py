@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import LiveServer
+from tests.live import LiveServer, database_env
 from tests.sio_wire import WireClient
 
 USERS = 20
@@ -45,7 +45,7 @@ pytestmark = pytest.mark.live
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("soak") / "server.log"
-    with LiveServer(log_path=log, env={"LOG_LEVEL": "WARNING"}) as live:
+    with LiveServer(log_path=log, env={"LOG_LEVEL": "WARNING", **database_env("soak")}) as live:
         yield live
 
 

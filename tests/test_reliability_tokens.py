@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import LiveServer
+from tests.live import LiveServer, database_env
 from tests.sio_wire import ConnectRefused, WireClient
 
 PASSWORD = "correct horse battery"
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.live
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("tokens") / "server.log"
-    env = {"ACCESS_TOKEN_EXPIRES": str(LIFETIME), "LOG_LEVEL": "WARNING"}
+    env = {"ACCESS_TOKEN_EXPIRES": str(LIFETIME), "LOG_LEVEL": "WARNING", **database_env("tokens")}
     with LiveServer(env=env, log_path=log) as live:
         yield live
     assert "Traceback" not in Path(log).read_text(errors="replace")

@@ -12,7 +12,7 @@ import pytest
 import requests
 import socketio
 
-from tests.live import LiveServer, http_account
+from tests.live import LiveServer, database_env, http_account
 
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "wsgi:app"]
 RUNTIMES = {
@@ -28,7 +28,8 @@ pytestmark = pytest.mark.live
 def server(request, tmp_path_factory):
     mode, command = RUNTIMES[request.param]
     log = tmp_path_factory.mktemp("runtime") / f"{request.param}.log"
-    with LiveServer(env={"ASYNC_MODE": mode, "GRACEFUL_TIMEOUT": "5", "ACCESS_LOG": "0"},
+    with LiveServer(env={"ASYNC_MODE": mode, "GRACEFUL_TIMEOUT": "5", "ACCESS_LOG": "0",
+                         **database_env("runtime")},
                     command=command, log_path=log) as live:
         live.runtime = request.param
         yield live
