@@ -41,12 +41,15 @@ class Store:
         self.client = mongomock.MongoClient(tz_aware=True)
         self.lock = threading.Lock()
         self.connections = 0
+        self._count_lock = threading.Lock()
 
     def run(self, db_name, cmd):
         name = next(iter(cmd))
         handler = getattr(self, "cmd_" + name.lower(), None)
         if handler is None:
             raise CommandError(f"no such command: {name}", 59)
+        if name.lower() in self.UNLOCKED:
+            return {**handler(None, cmd[name], cmd), "ok": 1.0}
         with self.lock:
             try:
                 reply = handler(self.client[db_name], cmd[name], cmd)
@@ -60,10 +63,18 @@ class Store:
         return {**reply, "ok": 1.0}
 
     # -- handshake and administration --------------------------------------------------
+    # Answered without the store's lock, as a MongoDB server answers them while it is busy:
+    # PyMongo's monitor gives hello connectTimeoutMS, and a hello queued behind slow queries
+    # marked the server unknown, which cancels every operation in flight ("operation
+    # cancelled", a 503 from the app) although nothing was down.
+    UNLOCKED = {"hello", "ismaster", "ping", "buildinfo"}
+
     def cmd_hello(self, db, _, cmd):
-        self.connections += 1
+        with self._count_lock:
+            self.connections += 1
+            connection_id = self.connections
         return {**HELLO, "localTime": datetime.datetime.now(datetime.timezone.utc),
-                "connectionId": self.connections}
+                "connectionId": connection_id}
 
     cmd_ismaster = cmd_hello
 
