@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -103,6 +104,9 @@ def nginx_config(tmp, nginx_port, app_ports):
         site = site.replace(line, re.sub(r":\d+", f":{port}", line), 1)
     site, listens = re.subn(r"listen 80;", f"listen 127.0.0.1:{nginx_port};", site)
     assert listens == 1
+    site, logs = re.subn(r"access_log \S+ chatapp;", f"access_log {tmp}/nginx-access.log chatapp;",
+                         site)
+    assert logs == 1
     (tmp / "chatapp.conf").write_text(site)
     temp_paths = "\n".join(f"    {kind}_temp_path {tmp}/{kind}_temp;"
                            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -125,6 +129,7 @@ class Cluster:
     def __init__(self, apps, nginx_url, app_urls, db_url=None):
         self.apps, self.nginx, self.p1, self.p2 = apps, nginx_url, app_urls[0], app_urls[1]
         self.db_url = db_url  # the shared database, for checks no API call can make
+        self.nginx_log = None
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +172,10 @@ def cluster(tmp_path_factory):
         start(Service("nginx", [NGINX, "-p", str(tmp), "-e", str(tmp / "nginx-error.log"),
                                 "-c", str(conf)], tmp),
               http_ok(nginx_url + "/healthz"))
-        yield Cluster(apps, nginx_url, [f"http://127.0.0.1:{p}" for p in app_ports],
-                      f"mongodb://127.0.0.1:{db_port}/chatapp_scaleout")
+        made = Cluster(apps, nginx_url, [f"http://127.0.0.1:{p}" for p in app_ports],
+                       f"mongodb://127.0.0.1:{db_port}/chatapp_scaleout")
+        made.nginx_log = tmp / "nginx-access.log"
+        yield made
     finally:
         for service in reversed(services):
             service.stop()
@@ -310,6 +317,19 @@ def test_through_nginx_the_original_access_token_header_is_accepted(cluster, ali
     alice, _ = alice_bob
     original = peers(cluster.nginx, headers={"access_token": alice.token})
     assert original.sio.call("join", alice.id, timeout=10) == {"ok": True}
+
+
+def test_through_nginx_a_token_in_the_url_is_masked_in_the_access_log(cluster, alice_bob):
+    alice, _ = alice_bob
+    response = requests.get(f"{cluster.nginx}/socket.io/?EIO=4&transport=polling&token="
+                            f"{alice.token}&t=1", timeout=10)
+    assert response.status_code == 200
+    log = Path(cluster.nginx_log)
+    deadline = time.monotonic() + 5
+    while "token=***" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = log.read_text()
+    assert "token=***&t=1" in text and alice.token not in text
 
 
 def test_through_nginx_the_polling_transport_alone_works(cluster, alice_bob, peers):
