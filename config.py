@@ -139,6 +139,16 @@ class Config:
     MAX_GROUP_MEMBERS = env_int("MAX_GROUP_MEMBERS", 256)
     SMALL_GROUP_MAX = env_int("SMALL_GROUP_MAX", 50)
 
+    # The change feed (chatapp/sync): a version recorded above one still being written is
+    # held back; a reader waits up to SYNC_GAP_WAIT_MS for the gap, and a number taken more
+    # than SYNC_WRITE_DEADLINE seconds ago and still unrecorded is settled for good (its
+    # message if it was written, else void; a slower writer re-announces at a fresh one).
+    SYNC_WRITE_DEADLINE = env_int("SYNC_WRITE_DEADLINE", 5)
+    SYNC_GAP_WAIT_MS = env_int("SYNC_GAP_WAIT_MS", 1000)
+    # Tests only: a random pause of up to this many ms between taking a version and writing
+    # it, so writes finish out of order. Production refuses it.
+    SYNC_TEST_WRITE_DELAY_MS = env_int("SYNC_TEST_WRITE_DELAY_MS", 0)
+
     # Proxies in front of the app (nginx alone: 1) whose X-Forwarded-For/-Proto are trusted
     # for the client address and scheme. 0: none (the headers are ignored).
     TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
@@ -168,6 +178,9 @@ class Config:
             raise ConfigError("; ".join(INVALID_SETTINGS))
         if not 4 <= cls.BCRYPT_ROUNDS <= 31:
             raise ConfigError(f"BCRYPT_ROUNDS must be between 4 and 31, got {cls.BCRYPT_ROUNDS}")
+        if cls.SYNC_WRITE_DEADLINE < 1:
+            raise ConfigError(f"SYNC_WRITE_DEADLINE must be at least 1 second, got "
+                              f"{cls.SYNC_WRITE_DEADLINE}")
         if cls.LOG_FORMAT not in ("text", "json"):
             raise ConfigError(f"LOG_FORMAT must be text or json, got {cls.LOG_FORMAT!r}")
 
@@ -213,6 +226,8 @@ class ProductionConfig(Config):
             )
         if len(cls.JWT_SECRET_KEY) < 32:
             raise ConfigError("secretKey is too short: use at least 32 characters")
+        if cls.SYNC_TEST_WRITE_DELAY_MS:
+            raise ConfigError("SYNC_TEST_WRITE_DELAY_MS is for tests only: unset it in production")
 
 
 config_by_name = {

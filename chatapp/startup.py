@@ -13,6 +13,7 @@ from chatapp.conversations import store as conversation_store
 from chatapp.conversations import upgrade
 from chatapp.errors import DB_DOWN_ERRORS
 from chatapp.extensions import mongo, socketio
+from chatapp.sync import store as sync_store
 from chatapp.users import store as user_store
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ def ensure_indexes():
     user_store.ensure_indexes()
     chat_store.ensure_indexes()
     conversation_store.ensure_indexes()
+    sync_store.ensure_indexes()
 
 
 def ensure_indexes_or_retry(app):

@@ -38,6 +38,8 @@ CONTRACT_OPERATIONS = {
     ("patch", "/api/chat/conversations/{conversation}/members/{user_id}"),
     ("get", "/api/chat/conversations/{conversation}/messages"),
     ("post", "/api/chat/conversations/{conversation}/messages"),
+    # Part 2: sync
+    ("get", "/api/chat/conversations/{conversation}/changes"),
     ("get", "/healthz"), ("get", "/readyz"),
 }
 PUBLIC = {("post", "/api/user/register"), ("post", "/api/user/login"),
@@ -160,6 +162,7 @@ def test_every_component_schema_is_used(doc):
      {"200", "403", "404", "409"}),
     ("patch", "/api/chat/conversations/{conversation}/members/{user_id}",
      {"200", "403", "404", "409", "422"}),
+    ("get", "/api/chat/conversations/{conversation}/changes", {"200", "401", "404", "422"}),
     ("get", "/api/user/{user_id}", {"200", "404"}),
     ("get", "/readyz", {"200", "503"}),
 ])
@@ -324,6 +327,7 @@ schema = schemathesis.openapi.from_dict(
             # Likewise a password of 2-72 code points that is not 8-72 bytes in UTF-8.
             # Groups: random ids are unknown users (404), a direct conversation's membership
             # is fixed (409), roles decide (403), and a member list of only yourself is 422.
+            # Changes: a `since` above the conversation's version is 422.
             {"include-path": ["/api/user/register", "/api/chat/messages/{id}",
                               "/api/chat/messages/{sender_id}/{receiver_id}",
                               "/api/chat/conversations/{conversation}/read", "/api/user",
@@ -331,7 +335,8 @@ schema = schemathesis.openapi.from_dict(
                               "/api/chat/conversations/{conversation}",
                               "/api/chat/conversations/{conversation}/members",
                               "/api/chat/conversations/{conversation}/members/{user_id}",
-                              "/api/chat/conversations/{conversation}/messages"],
+                              "/api/chat/conversations/{conversation}/messages",
+                              "/api/chat/conversations/{conversation}/changes"],
              "include-method": ["GET", "POST", "PATCH", "DELETE"],
              "checks": {"positive_data_acceptance": {
                  "expected-statuses": ["2xx", "401", "403", "404", "409", "422"]}}},
@@ -375,6 +380,8 @@ def use_real_data(case, data):
     for name in ("before", "after"):
         if name in (case.query or {}):
             case.query[name] = pick(case.query[name], messages)
+    if "since" in (case.query or {}):
+        case.query["since"] = pick(case.query["since"], [0, 1])
     body = case.body if isinstance(case.body, dict) else {}
     for name, choices in (("receiver", users), ("up_to", messages), ("members", [users]),
                           ("user_ids", [users])):

@@ -1,7 +1,9 @@
 """Read and delivered receipts: the members' markers, and `read_at`/`delivered_at` in 1:1.
 
 A member's `read_up_to`/`delivered_up_to` (seq numbers) only move forward, each move one
-atomic conditional update taking the conversation's next `version`. In a direct
+atomic conditional update taking the conversation's next `version`, then recorded in the
+change feed (`read`/`delivered` events; a `read` implies delivery up to the same message,
+whose marker moves without a version of its own). In a direct
 conversation the messages' own `read_at`/`delivered_at` are set too, as the 1:1 API
 always did.
 """
@@ -16,6 +18,7 @@ from chatapp.conversations import service as conversations
 from chatapp.conversations import store as conversation_store
 from chatapp.errors import NotFound, ValidationError
 from chatapp.schemas import iso, parse_object_id
+from chatapp.sync import service as sync
 from chatapp.users import service as users
 
 MARKERS = {"read_at": "read_up_to", "delivered_at": "delivered_up_to"}
@@ -61,7 +64,13 @@ def _mark(caller_id, ref, up_to, field, event, who):
         if field == "read_at":
             store.mark(conv["_id"], caller_id, "delivered_at", target["seq"], when)
     moved = _move_marker(conv, caller_id, MARKERS[field], target["seq"])
-    if field == "read_at":
+    version = None
+    if moved is not None:
+        sync.writing()
+        version = sync.record_event(conv["_id"], moved["version"] + 1,
+                                    datetime.now(timezone.utc), event,
+                                    user=caller_id, up_to=target["_id"])
+    if field == "read_at":  # reading implies delivery: the `read` change covers both markers
         _move_marker(conv, caller_id, "delivered_up_to", target["seq"], bump=False)
     if conv["type"] == "group":
         if moved is None:
@@ -69,7 +78,7 @@ def _mark(caller_id, ref, up_to, field, event, who):
         previous = moved["members"][str(caller_id)][MARKERS[field]]
         updated = store.count_from_others(conv["_id"], caller_id, previous, target["seq"])
     if updated or (conv["type"] == "group" and moved is not None):
-        _tell(conv, caller_id, event, who, target, when, field, moved)
+        _tell(conv, caller_id, event, who, target, when, field, version)
     return updated
 
 
@@ -96,7 +105,7 @@ def _move_marker(conv, user_id, marker, seq, bump=True):
     return conversation_store.update(conv["_id"], {path: {"$lt": seq}}, changes, before=True)
 
 
-def _tell(conv, caller_id, event, who, target, when, field, moved):
+def _tell(conv, caller_id, event, who, target, when, field, version):
     others = [m for m in conv["member_ids"] if m != caller_id]
     if not others:
         return
@@ -104,6 +113,6 @@ def _tell(conv, caller_id, event, who, target, when, field, moved):
         return  # large groups: stored, not relayed
     payload = {who: str(caller_id), "up_to": str(target["_id"]), field: iso(when),
                "conversation": str(conv["_id"])}
-    if moved is not None:
-        payload["version"] = moved["version"] + 1
+    if version is not None:
+        payload["version"] = version
     realtime.emit_to_users(event, payload, others)

@@ -17,6 +17,7 @@ from chatapp.conversations import service as conversations
 from chatapp.conversations import store as conversation_store
 from chatapp.errors import Conflict, Forbidden, NotFound, ValidationError
 from chatapp.schemas import parse_object_id
+from chatapp.sync import service as sync
 from chatapp.users import service as users
 
 HISTORY_MAX = 200
@@ -63,6 +64,8 @@ def send_message(sender_id, data, origin_sid=None):
             return public_message(existing), False
     message_id, created_at = ObjectId(), now()
     counter, receiver_id, recipients = _take_seq(sender_id, data, message_id, created_at)
+    taken_at = now()  # no later than the next version's taking: the feed's clock
+    sync.writing()
     doc = {
         "_id": message_id, "conv": counter["_id"], "seq": counter["seq"],
         "version": counter["version"], "sender": sender_id, "receiver": receiver_id,
@@ -72,8 +75,12 @@ def send_message(sender_id, data, origin_sid=None):
     if client_id is not None:
         doc["client_id"] = client_id
     if not store.insert_message(doc):
-        # A concurrent retry with the same client_id won the race: answer with its message.
+        # A concurrent retry with the same client_id won the race: answer with its message;
+        # the numbers this attempt took stay unused (a `seq` gap, a void version).
+        sync.void(counter["_id"], counter["version"])
         return public_message(store.find_by_client_id(sender_id, client_id)), False
+    doc["version"] = sync.record_message(counter["_id"], counter["version"], taken_at,
+                                         message_id)
     metrics.message_stored(group=receiver_id is None)
     message = public_message(doc)
     # The members at the moment the seq was taken: one emit to their user rooms.
@@ -216,9 +223,16 @@ def delete_message(caller_id, message_id):
 
 
 def _change(doc, conv, event, changes):
+    """Take the conversation's next version, write the change, record it in the feed, then
+    tell every member."""
     counter = conversation_store.take_version(conv["_id"])
+    at = now()
     changes["version"] = counter["version"]
-    message = public_message(store.update_message(doc["_id"], changes))
+    sync.writing()
+    after = store.update_message(doc["_id"], changes)  # a later concurrent change may win
+    if sync.record_message(conv["_id"], counter["version"], at, doc["_id"]) != counter["version"]:
+        after = store.find_message(doc["_id"])  # re-announced at a fresh version
+    message = public_message(after)
     realtime.emit_to_users(event, message, counter["member_ids"])
     return message
 

@@ -24,6 +24,8 @@ def ensure_indexes():
                    name="by_receiver_time")
     m.create_index([("receiver", ASCENDING), ("read_at", ASCENDING), ("sender", ASCENDING)],
                    name="unread")
+    # The change feed settling a number whose writer died before recording it.
+    m.create_index([("conv", ASCENDING), ("version", ASCENDING)], name="by_version")
 
 
 def insert_message(doc):
@@ -94,9 +96,33 @@ def mark(conv, receiver, field, max_seq, when):
 
 
 def update_message(message_id, changes):
-    return messages().find_one_and_update(
-        {"_id": message_id}, {"$set": changes}, return_document=ReturnDocument.AFTER
-    )
+    """Apply a change taken at `changes["version"]` unless a later one is already stored
+    (two edits at once: the higher version wins, whatever order they land in); returns
+    the message after."""
+    doc = messages().find_one_and_update(
+        _older(message_id, changes["version"]), {"$set": changes},
+        return_document=ReturnDocument.AFTER)
+    return doc if doc is not None else find_message(message_id)
+
+
+def raise_version(message_id, version):
+    """A change re-announced at a fresh `version` (its first number was voided)."""
+    messages().update_one(_older(message_id, version), {"$set": {"version": version}})
+
+
+def _older(message_id, version):
+    """The message, if its stored version is below `version` (or it predates versions)."""
+    return {"_id": message_id,
+            "$or": [{"version": {"$lt": version}}, {"version": {"$exists": False}}]}
+
+
+def find_by_version(conv, version):
+    """The message whose latest change took `version` (messages written before versions
+    existed count their `seq` as their version)."""
+    doc = messages().find_one({"conv": conv, "version": version})
+    if doc is None:
+        doc = messages().find_one({"conv": conv, "seq": version, "version": {"$exists": False}})
+    return doc
 
 
 def find_messages(ids):

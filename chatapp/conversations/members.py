@@ -4,8 +4,8 @@ Each change is one atomic update of the conversation document whose condition re
 what was checked (the caller's role, the target's membership, the room under the cap), so
 two admins acting at once cannot half-apply or undo each other's check; an update whose
 condition no longer holds is re-evaluated from the fresh document. Each change takes
-the conversation's next `version` in the same update and emits its `conversation` event
-after the write.
+the conversation's next `version` in the same update, records it in the change feed
+(`chatapp.sync`) and emits its `conversation` event after the write.
 """
 from bson import ObjectId
 from flask import current_app
@@ -13,6 +13,7 @@ from flask import current_app
 from chatapp.conversations import store
 from chatapp.conversations.service import emit_change, member_of, now, present
 from chatapp.errors import Conflict, Forbidden, NotFound, ValidationError
+from chatapp.sync import service as sync
 from chatapp.users import store as user_store
 
 MANAGERS = ("owner", "admin")
@@ -42,12 +43,19 @@ def create_group(caller_id, title, member_ids):
     when = now()
     members = {str(caller_id): store.member_entry("owner", when)}
     members.update({str(m): store.member_entry("member", when) for m in others})
+    # Versions 1..n: each member added (the creator first, as owner); n+1: the title.
     doc = {"_id": ObjectId(), "type": "group", "title": title, "created_by": caller_id,
            "created_at": when, "members": members, "member_ids": [caller_id, *others],
-           "member_count": 1 + len(others), "seq": 0, "version": 1, "last_at": when,
-           "last_message_id": None}
+           "member_count": 1 + len(others), "seq": 0, "version": 2 + len(others),
+           "version_at": when, "last_at": when, "last_message_id": None}
     store.insert(doc)
-    emit_change("created", doc, caller_id, doc["version"])
+    when = now()
+    for version, user in enumerate(doc["member_ids"], start=1):
+        sync.record_event(doc["_id"], version, when, "member_added", user=user, by=caller_id,
+                          role=members[str(user)]["role"])
+    version = sync.record_event(doc["_id"], doc["version"], when, "title_changed",
+                                title=title, by=caller_id)
+    emit_change("created", doc, caller_id, version)
     return present(doc, caller_id)
 
 
@@ -91,7 +99,8 @@ def rename(caller_id, ref, title):
                              {"$set": {"title": title}, "$inc": {"version": 1}})
         if after is None:
             return None
-        emit_change("updated", after, caller_id, after["version"])
+        version = _record(after, after["version"], "title_changed", title=title, by=caller_id)
+        emit_change("updated", after, caller_id, version)
         return present(after, caller_id)
     return _retrying(caller_id, ref, attempt)
 
@@ -122,7 +131,9 @@ def add_members(caller_id, ref, user_ids):
             return None
         first = after["version"] - len(new) + 1
         for offset, user in enumerate(new):
-            emit_change("member_added", after, caller_id, first + offset, user=user)
+            version = _record(after, first + offset, "member_added", user=user, by=caller_id,
+                              role="member")
+            emit_change("member_added", after, caller_id, version, user=user)
         return present(after, caller_id)
     return _retrying(caller_id, ref, attempt)
 
@@ -149,13 +160,22 @@ def remove_member(caller_id, ref, target_id):
         after = store.update(doc["_id"], condition, changes)
         if after is None:
             return None
-        removed_version = after["version"] - (1 if heir is not None else 0)
+        removed_version = _record(after, after["version"] - (1 if heir is not None else 0),
+                                  "member_removed", user=target_id, by=caller_id)
         emit_change("member_removed", after, caller_id, removed_version, user=target_id,
                     extra_to=[target_id])
         if heir is not None:
-            emit_change("role_changed", after, caller_id, after["version"], user=heir)
+            version = _record(after, after["version"], "role_changed", user=heir,
+                              by=caller_id, role="owner")
+            emit_change("role_changed", after, caller_id, version, user=heir)
         return {"conversation": None if target_id == caller_id else present(after, caller_id)}
     return _retrying(caller_id, ref, attempt)["conversation"]
+
+
+def _record(after, version, kind, **fields):
+    """Record a change already written (at `version`) in the change feed."""
+    sync.writing()
+    return sync.record_event(after["_id"], version, now(), kind, **fields)
 
 
 def _heir(doc, leaving_id):
@@ -190,8 +210,12 @@ def change_role(caller_id, ref, target_id, role):
                              {"$set": changes, "$inc": {"version": bump}})
         if after is None:
             return None
-        emit_change("role_changed", after, caller_id, after["version"] - bump + 1, user=target_id)
+        version = _record(after, after["version"] - bump + 1, "role_changed", user=target_id,
+                          by=caller_id, role=role)
+        emit_change("role_changed", after, caller_id, version, user=target_id)
         if role == "owner":
-            emit_change("role_changed", after, caller_id, after["version"], user=caller_id)
+            version = _record(after, after["version"], "role_changed", user=caller_id,
+                              by=caller_id, role="admin")
+            emit_change("role_changed", after, caller_id, version, user=caller_id)
         return present(after, caller_id)
     return _retrying(caller_id, ref, attempt)

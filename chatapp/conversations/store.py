@@ -8,9 +8,12 @@ one member is a plain dotted `$set`/`$unset`, atomic with the rest of the docume
      created_at, members: {"<user id>": {role, joined_at, read_up_to, delivered_up_to}},
      member_ids: [ObjectId], member_count, seq, version, last_at, last_message_id}
 
-`seq` numbers the messages, `version` every change (message, marker, membership, title).
+`seq` numbers the messages, `version` every change (message, marker, membership, title);
+`version_at` is when the last version was taken (the change feed, `chatapp.sync`, reads it).
 Every query here is served by an index declared in `ensure_indexes`.
 """
+from datetime import datetime, timezone
+
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
@@ -72,10 +75,21 @@ def insert(doc):
 COUNTER_FIELDS = {"seq": 1, "version": 1, "member_ids": 1, "member_count": 1, "type": 1}
 
 
+def stamped(changes):
+    """An update that takes versions also records when (`version_at`)."""
+    if "version" in changes.get("$inc", {}):
+        changes = {**changes, "$set": {**changes.get("$set", {}), "version_at": now()}}
+    return changes
+
+
+def now():
+    return datetime.now(timezone.utc)
+
+
 def bump_direct(pair, changes, inc):
     """`changes`/`inc` on the pair's conversation if it exists (the counter fields after)."""
     return conversations().find_one_and_update(
-        {"pair": pair}, {"$set": changes, "$inc": inc}, projection=COUNTER_FIELDS,
+        {"pair": pair}, stamped({"$set": changes, "$inc": inc}), projection=COUNTER_FIELDS,
         return_document=ReturnDocument.AFTER)
 
 
@@ -88,6 +102,7 @@ def upsert_direct(pair, on_insert, changes=None, inc=None, projection=None):
         update["$set"] = changes
     if inc:
         update["$inc"] = inc
+    update = stamped(update)
     for attempt in range(3):
         try:
             return conversations().find_one_and_update(
@@ -104,7 +119,7 @@ def take_seq(conversation_id, sender_id, message_id, now):
     return conversations().find_one_and_update(
         {"_id": conversation_id, "member_ids": sender_id},
         {"$inc": {"seq": 1, "version": 1},
-         "$set": {"last_at": now, "last_message_id": message_id}},
+         "$set": {"last_at": now, "last_message_id": message_id, "version_at": now}},
         projection=COUNTER_FIELDS,
         return_document=ReturnDocument.AFTER,
     )
@@ -113,7 +128,7 @@ def take_seq(conversation_id, sender_id, message_id, now):
 def take_version(conversation_id):
     """The next `version` of a conversation (a change that is not a new message)."""
     doc = conversations().find_one_and_update(
-        {"_id": conversation_id}, {"$inc": {"version": 1}},
+        {"_id": conversation_id}, stamped({"$inc": {"version": 1}}),
         projection={"version": 1, "member_ids": 1, "type": 1},
         return_document=ReturnDocument.AFTER)
     return doc
@@ -124,7 +139,7 @@ def update(conversation_id, condition, changes, before=False):
     instant); returns the document (after, or before with `before`), None when unmet."""
     query = {"_id": conversation_id, **condition}
     return conversations().find_one_and_update(
-        query, changes,
+        query, stamped(changes),
         return_document=ReturnDocument.BEFORE if before else ReturnDocument.AFTER)
 
 
