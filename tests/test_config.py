@@ -42,6 +42,10 @@ def run_wsgi(**env):
      "PORT must be an integer"),
     ({"CHATAPP_ENV": "production", "secretKey": ALIAS_SECRET, "BCRYPT_ROUNDS": "2"},
      "BCRYPT_ROUNDS must be between 4 and 31"),
+    ({"CHATAPP_ENV": "production", "secretKey": ALIAS_SECRET, "SYNC_TEST_WRITE_DELAY_MS": "50"},
+     "SYNC_TEST_WRITE_DELAY_MS is for tests only"),
+    ({"CHATAPP_ENV": "production", "secretKey": ALIAS_SECRET, "SYNC_WRITE_DEADLINE": "0"},
+     "SYNC_WRITE_DEADLINE must be at least 1 second"),
 ])
 def test_bad_configuration_exits_non_zero_with_one_actionable_line(env, expected):
     result = run_wsgi(**env)

@@ -190,7 +190,7 @@ def test_every_rest_route_answers_hostile_input_with_the_contract_envelope(app, 
     routes = rest_routes(app)
     ids = world["ids"]
     segment = st.one_of(st.sampled_from(ids), st.text(min_size=1, max_size=30))
-    query = st.dictionaries(st.sampled_from(["limit", "before", "after", "cursor", "q", "token"]),
+    query = st.dictionaries(st.sampled_from(["limit", "before", "after", "cursor", "q", "token", "since"]),
                             st.one_of(st.sampled_from(ids), st.text(max_size=20), st.integers().map(str)),
                             max_size=3)
     auth_header = st.sampled_from(["attacker", "none", "junk", "refresh"])

@@ -4,8 +4,9 @@ REST views (`routes.py`) and socket handlers (`events.py`) both call these
 functions with the caller's id from the token; events go out from here, after
 the write, through `chatapp.realtime`.
 """
+import time
 import unicodedata
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from bson import ObjectId
 from flask import current_app
@@ -21,6 +22,7 @@ from chatapp.sync import service as sync
 from chatapp.users import service as users
 
 HISTORY_MAX = 200
+GAP_POLL = 0.02  # seconds between reads while a page waits for a seq being written
 
 
 def now():
@@ -157,8 +159,48 @@ def _conversation_page(conv_id, limit, before, after):
     limit = min(limit, HISTORY_MAX)
     before_seq = _cursor_message(before, "before", conv_id)["seq"] if before else None
     after_seq = _cursor_message(after, "after", conv_id)["seq"] if after else None
-    page = store.conversation_page(conv_id, limit + 1, before_seq, after_seq)
-    return _page(page, limit, forward=after is not None)
+    if before_seq is not None:  # older than a message the client has: nothing held back
+        page, held = store.conversation_page(conv_id, limit + 1, before_seq), False
+    else:
+        page, held = _written_run(conv_id, limit, after_seq)
+    if held and after is not None and not page:
+        return [], {"after": after}  # only held-back messages: ask again from the same place
+    return _page(page, limit, forward=after is not None, held=held)
+
+
+def _written_run(conv_id, limit, after_seq):
+    """The newest page or an `after=` page, holding back the messages above a `seq` still
+    being written (a concurrent send took it and has not stored it yet), so that a client
+    that goes on with `after=<newest id it got>` cannot skip it. A seq gap is waited for up
+    to SYNC_GAP_WAIT_MS; one whose next message is older than SYNC_WRITE_DEADLINE is a
+    number that will never be written (its writer died): skipped. Returns (newest-first
+    page, whether something was held back)."""
+    config = current_app.config
+    deadline = timedelta(seconds=config["SYNC_WRITE_DEADLINE"])
+    wait_until = time.monotonic() + config["SYNC_GAP_WAIT_MS"] / 1000
+    while True:
+        page = store.conversation_page(conv_id, limit + 1, after_seq=after_seq)
+        cut = _open_gap(page, after_seq, now() - deadline)
+        if cut is None:
+            return page, False
+        if time.monotonic() >= wait_until:
+            return [doc for doc in page if doc["seq"] < cut], True
+        time.sleep(GAP_POLL)
+
+
+def _open_gap(page, after_seq, settled_before):
+    """The seq of the first message (oldest first) that sits above a young gap, or None."""
+    previous = after_seq
+    for doc in reversed(page):  # oldest first
+        if previous is not None and doc["seq"] != previous + 1 \
+                and _aware(doc["created_at"]) > settled_before:
+            return doc["seq"]
+        previous = doc["seq"]
+    return None
+
+
+def _aware(when):
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 def user_history(caller_id, user_id, limit=50, before=None, after=None):
@@ -184,12 +226,14 @@ def _own_cursor(caller_id, message_id, field):
     return doc
 
 
-def _page(page, limit, forward):
-    """Trim the probe row and say where the next page starts (forward: newer, else older)."""
+def _page(page, limit, forward, held=False):
+    """Trim the probe row and say where the next page starts (forward: newer, else older;
+    `held`: newer messages exist that were held back)."""
     if forward:
         # page is newest first; the probe row (if any) is the newest, at index 0
-        more = len(page) > limit
-        page = page[1:] if more else page
+        probe = len(page) > limit
+        more = probe or held
+        page = page[1:] if probe else page
         next_cursor = {"after": str(page[0]["_id"])} if more else None
     else:
         more = len(page) > limit
