@@ -9,8 +9,10 @@ EXPECTED = {
     "sockets": {"sockets_by_user", "sockets_by_server", "sockets_by_login", "sockets_by_token",
                 "sockets_by_address"},
     "servers": {"servers_by_heartbeat"},
-    "messages": {"history", "idempotent_send", "by_sender_time", "by_receiver_time", "unread"},
+    "messages": {"history", "idempotent_send", "by_sender_time", "by_receiver_time", "unread",
+                 "by_version"},
     "conversations": {"by_member_activity", "direct_pair", "legacy_upgrade"},
+    "changes": {"feed"},
 }
 
 
@@ -42,3 +44,8 @@ def test_unique_and_ttl_options_are_declared(app):
     pairs = mongo.db.conversations.index_information()["direct_pair"]
     assert pairs.get("unique")  # one direct conversation per pair, whichever process creates it
     assert pairs["partialFilterExpression"] == {"pair": {"$type": "string"}}
+
+
+def test_a_version_is_recorded_once_per_conversation(app):
+    feed = mongo.db.changes.index_information()["feed"]
+    assert feed.get("unique") and feed["key"] == [("conv", 1), ("v", 1)]
