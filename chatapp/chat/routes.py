@@ -6,7 +6,7 @@ from flask_smorest import Blueprint
 
 from chatapp import limits
 from chatapp.auth import auth_required
-from chatapp.chat import receipts, service
+from chatapp.chat import history, receipts, service
 from chatapp.chat.schemas import (
     ConversationSendSchema, EditMessageSchema, HistoryQuerySchema, MessageEnvelopeSchema,
     MessageSchema, ReadSchema, SendMessageSchema, UpdatedSchema,
@@ -60,7 +60,7 @@ def paged_response(items, next_cursor, replaced=("before", "after")):
 @blp.alt_response(404, **error_doc(404, "`not_found`: malformed id"))
 def list_user_messages(query, id):  # noqa: A002 - one {id} path shared with PATCH/DELETE
     """The user themself (`id` = their user id): their messages in every conversation."""
-    return paged_response(*service.user_history(
+    return paged_response(*history.user_history(
         g.user_id, id, query["limit"], query.get("before"), query.get("after")))
 
 
@@ -73,7 +73,7 @@ def list_user_messages(query, id):  # noqa: A002 - one {id} path shared with PAT
 @blp.alt_response(404, **error_doc(404, "`not_found`: malformed id"))
 def list_conversation_messages(query, sender_id, receiver_id):
     """Either participant: the conversation's messages in `seq` order, newest first."""
-    return paged_response(*service.conversation_history(
+    return paged_response(*history.conversation_history(
         g.user_id, sender_id, receiver_id, query["limit"], query.get("before"),
         query.get("after")))
 
@@ -86,7 +86,7 @@ def list_conversation_messages(query, sender_id, receiver_id):
 @blp.alt_response(404, **error_doc(404, "`not_found`: not a conversation of yours"))
 def list_messages_of_conversation(query, conversation):
     """A member: the conversation's messages in `seq` order, newest first."""
-    return paged_response(*service.conversation_messages(
+    return paged_response(*history.conversation_messages(
         g.user_id, conversation, query["limit"], query.get("before"), query.get("after")))
 
 

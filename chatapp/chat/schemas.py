@@ -114,6 +114,21 @@ class MessageSchema(Schema):
     conversation = fields.String(required=True, metadata={"description": "its conversation's id"})
     version = fields.Integer(required=True, metadata={
         "description": "the conversation version of the message's latest change"})
+    reply_to = fields.Nested(lambda: ReplyPreviewSchema(), required=True, allow_none=True,
+                             metadata={"description": "the message this one answers, as it is "
+                                                      "now (follows its edits and deletion)"})
+    reactions = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
+                            required=True, metadata={
+                                "description": "emoji -> user ids in the order they reacted",
+                                "example": {"\U0001f44d": ["665f1b2c9d1e8a0012345678"]}})
+
+
+class ReplyPreviewSchema(Schema):
+    id = fields.String(required=True)
+    sender = fields.String(required=True, allow_none=True)
+    content = fields.String(required=True, metadata={
+        "description": "the original's first 100 code points; empty once it is deleted"})
+    deleted = fields.Boolean(required=True)
 
 
 class MessageEnvelopeSchema(Schema):
