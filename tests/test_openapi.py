@@ -40,6 +40,9 @@ CONTRACT_OPERATIONS = {
     ("post", "/api/chat/conversations/{conversation}/messages"),
     # Part 2: sync
     ("get", "/api/chat/conversations/{conversation}/changes"),
+    # Part 2: rich messages
+    ("put", "/api/chat/messages/{id}/reactions/{emoji}"),
+    ("delete", "/api/chat/messages/{id}/reactions/{emoji}"),
     ("get", "/healthz"), ("get", "/readyz"),
 }
 PUBLIC = {("post", "/api/user/register"), ("post", "/api/user/login"),
@@ -163,6 +166,9 @@ def test_every_component_schema_is_used(doc):
     ("patch", "/api/chat/conversations/{conversation}/members/{user_id}",
      {"200", "403", "404", "409", "422"}),
     ("get", "/api/chat/conversations/{conversation}/changes", {"200", "401", "404", "422"}),
+    ("put", "/api/chat/messages/{id}/reactions/{emoji}", {"200", "401", "404", "409", "422", "429"}),
+    ("delete", "/api/chat/messages/{id}/reactions/{emoji}",
+     {"200", "401", "404", "409", "422", "429"}),
     ("get", "/api/user/{user_id}", {"200", "404"}),
     ("get", "/readyz", {"200", "503"}),
 ])
@@ -336,7 +342,8 @@ schema = schemathesis.openapi.from_dict(
                               "/api/chat/conversations/{conversation}/members",
                               "/api/chat/conversations/{conversation}/members/{user_id}",
                               "/api/chat/conversations/{conversation}/messages",
-                              "/api/chat/conversations/{conversation}/changes"],
+                              "/api/chat/conversations/{conversation}/changes",
+                              "/api/chat/messages/{id}/reactions/{emoji}"],
              "include-method": ["GET", "POST", "PATCH", "DELETE"],
              "checks": {"positive_data_acceptance": {
                  "expected-statuses": ["2xx", "401", "403", "404", "409", "422"]}}},
@@ -377,6 +384,8 @@ def use_real_data(case, data):
         params["conversation"] = pick(params["conversation"], data.conversations + users)
     if "id" in params:
         params["id"] = pick(params["id"], users if case.method.lower() == "get" else messages)
+    if "emoji" in params:
+        params["emoji"] = pick(params["emoji"], ["\U0001f44d", "ok"])
     for name in ("before", "after"):
         if name in (case.query or {}):
             case.query[name] = pick(case.query[name], messages)

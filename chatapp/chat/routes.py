@@ -6,7 +6,7 @@ from flask_smorest import Blueprint
 
 from chatapp import limits
 from chatapp.auth import auth_required
-from chatapp.chat import history, receipts, service
+from chatapp.chat import history, reactions, receipts, service
 from chatapp.chat.schemas import (
     ConversationSendSchema, EditMessageSchema, HistoryQuerySchema, MessageEnvelopeSchema,
     MessageSchema, ReadSchema, SendMessageSchema, UpdatedSchema,
@@ -149,3 +149,41 @@ def edit_message(body, id):  # noqa: A002
 def delete_message(id):  # noqa: A002
     """The sender (`id` = message id): blank it (`deleted: true`); both sides are told."""
     return {"message": service.delete_message(g.user_id, id)}
+
+
+REACTION_ERRORS = (
+    (404, error_doc(404, "`not_found`: not a message of a conversation of yours")),
+    (409, error_doc(409, "`conflict`: the message is deleted",
+                    example=Conflict("a deleted message takes no reactions",
+                                     details={"message": ["deleted"]}))),
+    (422, error_doc(422, "`validation_error`: not 1-16 code points without whitespace or "
+                         "control characters, or a 21st different emoji")),
+    (429, error_doc(429, "`rate_limited`: reactions count against the send budget")),
+)
+
+
+def _reaction_route(view):
+    """The shared documentation of both reaction routes."""
+    for status, doc in REACTION_ERRORS:
+        view = blp.alt_response(status, **doc)(view)
+    view = blp.alt_response(200, schema=MessageEnvelopeSchema, description=(
+        "The Message; members get `message updated` when it changed"))(view)
+    return blp.doc(security=BEARER)(view)
+
+
+@blp.route("/messages/<id>/reactions/<emoji>", methods=["PUT"])
+@auth_required
+@_reaction_route
+@limits.limit_send
+def add_reaction(id, emoji):  # noqa: A002
+    """A member: add your reaction (`emoji` URL-encoded); repeating it changes nothing."""
+    return {"message": reactions.add_reaction(g.user_id, id, emoji)}
+
+
+@blp.route("/messages/<id>/reactions/<emoji>", methods=["DELETE"])
+@auth_required
+@_reaction_route
+@limits.limit_send
+def remove_reaction(id, emoji):  # noqa: A002
+    """A member: remove your reaction; removing one you have not made changes nothing."""
+    return {"message": reactions.remove_reaction(g.user_id, id, emoji)}

@@ -18,12 +18,16 @@ class SendMessageSchema(InputSchema):
         "description": "idempotency key chosen by the client; a retry returns the first message"})
     sender = fields.String(validate=validate.Length(max=64), metadata={
         "description": "optional, original API; must equal the token's user (else 403)"})
+    reply_to = ObjectIdField(metadata={
+        "description": "the id of a message of the same conversation this one answers "
+                       "(else 422)"})
 
 
 class ConversationSendSchema(InputSchema):
     """A send to a conversation (`POST .../conversations/<conversation>/messages`)."""
     content = SendMessageSchema._declared_fields["content"]
     client_id = SendMessageSchema._declared_fields["client_id"]
+    reply_to = SendMessageSchema._declared_fields["reply_to"]
 
 
 def exactly_one(*names):
@@ -43,6 +47,7 @@ class SocketSendSchema(InputSchema):
     content = SendMessageSchema._declared_fields["content"]
     client_id = SendMessageSchema._declared_fields["client_id"]
     sender = SendMessageSchema._declared_fields["sender"]
+    reply_to = SendMessageSchema._declared_fields["reply_to"]
     one_target = exactly_one("receiver", "conversation")
 
 

@@ -60,6 +60,7 @@ def send_message(sender_id, data, origin_sid=None):
         existing = store.find_by_client_id(sender_id, client_id)
         if existing is not None:
             return public_message(existing), False
+    reply_to = _reply_target(sender_id, data)
     message_id, created_at = ObjectId(), now()
     counter, receiver_id, recipients = _take_seq(sender_id, data, message_id, created_at)
     taken_at = now()  # no later than the next version's taking: the feed's clock
@@ -72,6 +73,8 @@ def send_message(sender_id, data, origin_sid=None):
     }
     if client_id is not None:
         doc["client_id"] = client_id
+    if reply_to is not None:
+        doc["reply_to"] = reply_to
     if not store.insert_message(doc):
         # A concurrent retry with the same client_id won the race: answer with its message;
         # the numbers this attempt took stay unused (a `seq` gap, a void version).
@@ -84,6 +87,28 @@ def send_message(sender_id, data, origin_sid=None):
     # The members at the moment the seq was taken: one emit to their user rooms.
     realtime.emit_to_users("chat message", message, recipients, skip_sid=origin_sid)
     return message, True
+
+
+def _reply_target(sender_id, data):
+    """The id of the message a send answers: one of the conversation the send goes to
+    (its membership is checked when the seq is taken), else 422."""
+    original_id = data.get("reply_to")
+    if original_id is None:
+        return None
+    original = store.find_message(original_id)
+    if original is not None:
+        if original.get("receiver") is not None:  # direct: the same pair
+            peer = data.get("receiver")
+            if peer is None:
+                ref = data["conversation"]
+                peer = ref if isinstance(ref, ObjectId) else parse_object_id(ref)
+            if {original["sender"], original["receiver"]} == {sender_id, peer}:
+                return original_id
+        ref = data.get("conversation")
+        conv_id = ref if isinstance(ref, ObjectId) else parse_object_id(ref) if ref else None
+        if conv_id is not None and original["conv"] == conv_id:
+            return original_id
+    raise ValidationError(details={"reply_to": ["Not a message of this conversation."]})
 
 
 def _take_seq(sender_id, data, message_id, when):
@@ -120,7 +145,7 @@ def _take_direct_seq(sender_id, receiver_id, message_id, when):
 
 def edit_message(caller_id, message_id, content):
     """The sender replaces a message's content; every member gets `message updated`."""
-    doc, conv = _visible_message(caller_id, message_id)
+    doc, conv = visible_message(caller_id, message_id)
     if doc["sender"] != caller_id:
         raise Forbidden("only the sender may change a message")
     if doc.get("deleted"):
@@ -132,14 +157,15 @@ def edit_message(caller_id, message_id, content):
 def delete_message(caller_id, message_id):
     """The sender, or a group's owner/admin, blanks a message (`deleted: true`); every
     member gets `message deleted`, once."""
-    doc, conv = _visible_message(caller_id, message_id)
+    doc, conv = visible_message(caller_id, message_id)
     if doc["sender"] != caller_id and not (
             conv["type"] == "group"
             and conv["members"][str(caller_id)]["role"] in ("owner", "admin")):
         raise Forbidden("only the sender (or a group's owner or admin) may delete a message")
     if doc.get("deleted"):
         return public_message(doc)  # already deleted: nothing changes, nobody is told again
-    return _change(doc, conv, "message deleted", {"content": "", "deleted": True})
+    return _change(doc, conv, "message deleted", {"content": "", "deleted": True,
+                                                  "reactions": {}, "reaction_keys": []})
 
 
 def _change(doc, conv, event, changes):
@@ -157,7 +183,7 @@ def _change(doc, conv, event, changes):
     return message
 
 
-def _visible_message(caller_id, message_id):
+def visible_message(caller_id, message_id):
     """A message and its conversation, if the caller is a member of it now; else 404."""
     oid = parse_object_id(message_id)
     doc = store.find_message(oid) if oid else None

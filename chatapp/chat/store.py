@@ -105,6 +105,34 @@ def update_message(message_id, changes):
     return doc if doc is not None else find_message(message_id)
 
 
+def add_reaction(message_id, key, user_id, version, distinct_max):
+    """Add a user's reaction unless it is there, the message is deleted, or the message
+    already has `distinct_max` other emoji; the message after, or None."""
+    query = {"_id": message_id, "deleted": {"$ne": True}, f"reactions.{key}": {"$ne": user_id},
+             "$or": [{"reaction_keys": key},
+                     {f"reaction_keys.{distinct_max - 1}": {"$exists": False}}]}
+    return messages().find_one_and_update(
+        query, {"$push": {f"reactions.{key}": user_id}, "$addToSet": {"reaction_keys": key},
+                "$max": {"version": version}},
+        return_document=ReturnDocument.AFTER)
+
+
+def remove_reaction(message_id, key, user_id, version, _distinct_max=None):
+    """Remove a user's reaction if it is there (and the message is not deleted); an emoji
+    nobody uses any more is dropped. The message after, or None."""
+    doc = messages().find_one_and_update(
+        {"_id": message_id, "deleted": {"$ne": True}, f"reactions.{key}": user_id},
+        {"$pull": {f"reactions.{key}": user_id}, "$max": {"version": version}},
+        return_document=ReturnDocument.AFTER)
+    if doc is not None and not doc["reactions"][key]:
+        cleared = messages().find_one_and_update(
+            {"_id": message_id, f"reactions.{key}": {"$size": 0}},
+            {"$unset": {f"reactions.{key}": ""}, "$pull": {"reaction_keys": key}},
+            return_document=ReturnDocument.AFTER)
+        doc = cleared or find_message(message_id)
+    return doc
+
+
 def raise_version(message_id, version):
     """A change re-announced at a fresh `version` (its first number was voided)."""
     messages().update_one(_older(message_id, version), {"$set": {"version": version}})
