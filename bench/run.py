@@ -37,6 +37,7 @@ PROFILES = {
         "history_messages": 10_000, "history_convs": 200, "history_samples": 20,
         "group_members": 100, "group_rates": [20, 100], "group_seconds": 8, "group_warmup": 2,
         "group_senders": 10, "group_window": 4, "group_sat_seconds": 10, "group_deflate": False,
+        "catchup_changes": 1000, "catchup_repeats": 10,
     },
     "smoke": {
         "sat_pairs": 2, "sat_window": 4, "sat_seconds": 2,
@@ -47,6 +48,7 @@ PROFILES = {
         "history_messages": 120, "history_convs": 5, "history_samples": 5,
         "group_members": 10, "group_rates": [5], "group_seconds": 1, "group_warmup": 0,
         "group_senders": 2, "group_window": 2, "group_sat_seconds": 1, "group_deflate": False,
+        "catchup_changes": 150, "catchup_repeats": 2,
     },
 }
 SECRET = "bench-secret-key-that-is-long-enough-0123456789abcdef"
@@ -341,8 +343,39 @@ def group(p, workdir, kinds):
     return out
 
 
+def catchup(p, workdir, kinds):
+    """chatapp only (the floor stores nothing): a group and a direct conversation get
+    `catchup_changes` changes through the REST API, then a member catches up from version 0
+    (bench/catchup.py): per call and per whole catch-up, default limit and limit=500."""
+    if "chatapp" not in kinds:
+        return {}
+    from bench import catchup as cu
+
+    with started("chatapp", workdir) as server:
+        r = cu.run(server.url, p["catchup_changes"], p["catchup_repeats"],
+                   lambda: cpu_seconds(server.proc.pid))
+    out = {}
+    for conv in ("group", "direct"):
+        row = r[conv]
+        put(out, f"catchup.{conv}.changes", "chatapp", row["changes"])
+        put(out, f"catchup.{conv}.seed_ms_per_change", "chatapp",
+            rnd(1000 * row["seed_seconds"] / row["changes"]))
+        for name in ("default_limit", "limit_500"):
+            m = row[name]
+            put(out, f"catchup.{conv}.{name}.calls", "chatapp", m["calls"])
+            put(out, f"catchup.{conv}.{name}.call_p50_ms", "chatapp", rnd(m["call_ms"]["p50"]))
+            put(out, f"catchup.{conv}.{name}.call_p99_ms", "chatapp", rnd(m["call_ms"]["p99"]))
+            put(out, f"catchup.{conv}.{name}.total_p50_ms", "chatapp", rnd(m["total_ms"]["p50"]))
+            put(out, f"catchup.{conv}.{name}.total_p99_ms", "chatapp", rnd(m["total_ms"]["p99"]))
+            put(out, f"catchup.{conv}.{name}.server_cpu_ms", "chatapp", rnd(m["server_cpu_ms"], 1))
+        put(out, f"catchup.{conv}.all_arrived", "chatapp", row["all_arrived"])
+    out["_detail"] = {"chatapp": r}
+    return out
+
+
 SCENARIOS = {"saturation": saturation, "latency": latency, "idle": idle,
-             "login_storm": login_storm, "history": history, "group": group}
+             "login_storm": login_storm, "history": history, "group": group,
+             "catchup": catchup}
 
 
 class started:
@@ -515,6 +548,9 @@ def main(argv=None):
                 server.stop()
     meta["seconds"] = round(time.monotonic() - t0, 1)
     print(report(figures, meta))
+    for conv, row in ((details.get("catchup") or {}).get("chatapp") or {}).items():
+        print(f"\ncatchup.{conv}: {row['changes']} changes made ({row['made']}); "
+              f"problems: {row['problems'] or 'none'}")
     if (details.get("history") or {}).get("chatapp"):
         print(f"\nhistory: seeded by {details['history']['chatapp']['seeded']['how']}; "
               f"indexes: {json.dumps(details['history']['chatapp']['indexes'])}")

@@ -43,9 +43,16 @@ FIGURES = {
     "group.5.p99_ms": ("chatapp", "floor"),
     "group.saturation.deliveries_per_s": ("chatapp", "floor"),
     "group.saturation.deliveries_per_server_cpu_s": ("chatapp", "floor"),
+    **{f"catchup.{conv}.{figure}": ("chatapp",) for conv in ("group", "direct")
+       for figure in ("changes", "seed_ms_per_change",
+                      *(f"{limit}.{what}" for limit in ("default_limit", "limit_500")
+                        for what in ("calls", "call_p50_ms", "call_p99_ms", "total_p50_ms",
+                                     "total_p99_ms", "server_cpu_ms")))},
 }
 CHECKS = ["saturation.all_delivered_and_stored", "latency.20.all_delivered",
           "latency.50.all_delivered", "idle.all_received", "group.all_delivered_and_stored"]
+# chatapp only (the floor stores nothing): every change reached the member catching up.
+CHATAPP_CHECKS = ["catchup.group.all_arrived", "catchup.direct.all_arrived"]
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +84,17 @@ def test_every_run_delivered_and_stored_what_it_sent(smoke):
     _, data = smoke
     for figure in CHECKS:
         assert data["figures"][figure] == {"chatapp": True, "floor": True}, figure
+    for figure in CHATAPP_CHECKS:
+        assert data["figures"][figure] == {"chatapp": True}, (
+            figure, [row["problems"] for row in data["details"]["catchup"]["chatapp"].values()])
+
+
+def test_catch_up_fetched_every_change_of_the_smoke_run(smoke):
+    """The smoke catch-up pages (more than the default limit of changes) and ends at the
+    conversation's version: the figures above come from the whole feed, not from one page."""
+    _, data = smoke
+    for conv in ("group", "direct"):
+        row = data["details"]["catchup"]["chatapp"][conv]
+        assert row["default_limit"]["calls"] >= 2, row["default_limit"]
+        assert row["default_limit"]["pages"][-1][1] == row["changes"], row["default_limit"]
+        assert row["limit_500"]["pages"][-1][1] == row["changes"], row["limit_500"]
