@@ -1,7 +1,9 @@
 // chatapp's demo page: REST for accounts and history, Socket.IO for everything live.
 // Plain browser JavaScript, no build step; user text only ever goes through textContent.
 // Without the Socket.IO client (/static/vendor/, installed by `make run` when npm is present)
-// it still works: it sends over REST and asks for new messages every few seconds.
+// it still works: it sends over REST and runs the catch-up below every few seconds.
+// Catching up after a disconnect (the change feed, README "Catching up after a disconnect"):
+// the section "catching up" below is the worked example; `catchUp` is where it starts.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -20,7 +22,8 @@ const POLL_MS = 3000;
 let peer = null; // the open direct conversation's User
 let group = null; // or the open group's Conversation (with `members`)
 let view = 0; // bumped on every open: answers for a conversation no longer open are dropped
-let loadedView = 0; // the view whose first page of history is on screen (polling waits for it)
+let loadedView = 0; // the view whose first page of history is on screen
+const early = []; // the open conversation's messages from the change feed, before that page
 let olderUrl = null; // the open conversation's next (older) history page, from the Link header
 let draftId = null; // client_id of the message being sent: a retry never duplicates it
 let typingSentAt = 0;
@@ -114,6 +117,10 @@ function signOut() {
   convs.clear();
   names.clear();
   asked.clear();
+  for (const timer of syncTimers.values()) clearTimeout(timer);
+  syncTimers.clear();
+  held.clear(); // a running catch-up stops at its next answer
+  announced.clear();
   for (const key of Object.keys(state)) delete state[key];
   sessionStorage.removeItem("chatapp");
   closeGroupForm();
@@ -132,10 +139,11 @@ function start() {
   if (typeof io !== "function") return startPolling();
   // `auth` as a function: every (re)connect presents the current token.
   socket = io({ auth: (cb) => cb({ token: state.token }) });
+  // Every (re)connect: whatever changed while this page was offline, without a reload and
+  // without refetching what is on screen (section "catching up").
   socket.on("connect", () => guard(async () => {
-    await loadConversations(); // also the catch-up after a reconnect
-    if (peer) await openConversation(peer);
-    else if (group) await openGroup(group.id);
+    await catchUp();
+    if (group) await loadMembers(group.id); // presence is not in the change feed
   }));
   socket.on("connect_error", async (err) => {
     const code = err.data?.code; // set when the server refused the handshake
@@ -155,13 +163,16 @@ function start() {
   socket.on("message deleted", onChanged);
   socket.on("typing", onTyping);
   socket.on("read", onRead);
+  // Delivery receipts are not shown here, but they are changes: their versions count.
+  socket.on("delivered", ({ conversation, version }) => noteVersion(conversation, version));
   socket.on("presence", onPresence);
   socket.on("conversation", onConversation);
 }
 
 // ---- without the Socket.IO client: polling over REST ----------------------------------------
-// Every POLL_MS after the last answer: the open conversation's new messages (the history's
-// `after` catch-up), then the conversation list (unread counts, previews, presence).
+// Every POLL_MS after the last answer: the same catch-up as on a reconnect (the conversation
+// list, then the change feed of each conversation that moved), and the open group's members
+// (their presence, which the change feed does not carry).
 function startPolling() {
   const run = ++pollRun;
   const tick = async () => {
@@ -173,8 +184,7 @@ function startPolling() {
 
 async function pollOnce(run) {
   try {
-    if ((peer || group) && loadedView === view) await fetchNewer();
-    await loadConversations();
+    await catchUp();
     if (group) await loadMembers(group.id);
     if (pollFailed) $("#error").textContent = "";
     pollFailed = false;
@@ -186,36 +196,12 @@ async function pollOnce(run) {
   }
 }
 
-// The open conversation's messages newer than the newest one shown, marked read.
-async function fetchNewer() {
-  const forView = view;
-  let after = null;
-  let newest = -1;
-  for (const [id, li] of shown) if (+li.dataset.seq > newest) [after, newest] = [id, +li.dataset.seq];
-  let url = `${historyPath()}?limit=100${after ? `&after=${after}` : ""}`;
-  const fresh = [];
-  for (let pages = 0; url && pages < 5; pages += 1) {
-    const { data, res } = await api("GET", url);
-    if (view !== forView) return;
-    fresh.push(...data);
-    if (!after) { // an empty conversation's first messages: the next page is older ones
-      olderUrl = nextLink(res);
-      $("#older").hidden = !olderUrl;
-    }
-    url = after ? nextLink(res) : null; // with `after`, the next page is newer
-  }
-  if (!fresh.length) return;
-  fresh.forEach(render);
-  renderSeen();
-  scrollDown();
-  if (group) learnNames(fresh.map((m) => m.sender));
-  const theirs = fresh.filter((m) => m.sender !== me()).sort((a, b) => b.seq - a.seq)[0];
-  if (theirs) await (group ? markGroupRead(theirs) : sendRead(peer.id, theirs));
-}
-
 // ---- conversations --------------------------------------------------------------------------
 let listSerial = 0; // bumped when a list fetch starts; entries the page adds itself note it
 
+// The conversation list, every page of it (step 1 of the catch-up). Returns the listed
+// Conversations (`version` included); those the page held and the list no longer has are ones
+// you left or were removed from: the page forgets them.
 async function loadConversations() {
   const serial = ++listSerial;
   const entries = [];
@@ -225,6 +211,7 @@ async function loadConversations() {
     entries.push(...data);
     url = nextLink(res);
   }
+  const complete = !url;
   const before = new Map(convs);
   convs.clear();
   for (const c of entries) {
@@ -233,7 +220,9 @@ async function loadConversations() {
       ? { kind: "direct", key: c.user.id, user: c.user, convId: c.conversation?.id }
       : { kind: "group", key: c.conversation.id, conversation: c.conversation };
     if (c.user) names.set(c.user.id, c.user.username);
-    convs.set(entry.key, Object.assign(entry, { last: c.last_message, unread: c.unread_count }));
+    // The answer may be older than an event applied while it was on its way: keep the later.
+    const last = later(before.get(entry.key)?.last, c.last_message);
+    convs.set(entry.key, Object.assign(entry, { last, unread: c.unread_count }));
   }
   for (const [key, old] of before) { // added here (a group just created) after the fetch began
     if (!convs.has(key) && old.addedIn >= serial) convs.set(key, old);
@@ -243,10 +232,24 @@ async function loadConversations() {
     if (listed) showPeerDot(peer.online = listed.user.online);
     convs.set(peer.id, { kind: "direct", key: peer.id, user: peer, last: null, ...listed, unread: 0 });
   }
+  const listed = entries.map((c) => c.conversation).filter(Boolean);
+  for (const c of listed) meet(c, c.id === group?.id || c.id === convs.get(peer?.id)?.convId);
+  if (complete) {
+    const ids = new Set([...convs.values()].map((c) => c.convId ?? c.conversation?.id));
+    for (const id of held.keys()) if (!ids.has(id)) forget(id);
+  }
   if (group && !convs.has(group.id)) closePane("You are no longer in this group.");
   else if (group) convs.get(group.id).unread = 0; // on screen, so read
   renderConversations();
   learnNames(entries.filter((c) => !c.user && c.last_message).map((c) => c.last_message.sender));
+  return listed;
+}
+
+// The later of two states of a conversation's last message (by seq, then by version).
+function later(a, b) {
+  if (!a || !b) return a ?? b;
+  if (a.seq !== b.seq) return a.seq > b.seq ? a : b;
+  return (a.version ?? 0) > (b.version ?? 0) ? a : b;
 }
 
 // Usernames of group senders this page has not met yet (for previews and message labels).
@@ -318,6 +321,192 @@ async function findUsers(prefix) {
   }));
 }
 
+// ---- catching up: the change feed -----------------------------------------------------------
+// Every change in a conversation (a message sent, edited or deleted, a read or delivered marker
+// moved, a member added, removed or re-roled, a title changed) takes the next number of that
+// conversation's `version`. The page keeps, per conversation, the version it holds: what it
+// shows of that conversation reflects every change up to that number. The procedure:
+//  1. on every (re)connect, list the conversations, every page (`loadConversations`); one the
+//     page held that is no longer listed is one you left or were removed from;
+//  2. for each listed conversation whose `version` is above the one held, call
+//     GET /api/chat/conversations/<id>/changes?since=<held> until `more` is false, applying the
+//     messages (each in its current state: new, edited or deleted; replace by id) and the
+//     events (members, roles, title, read and delivered markers), and hold the answer's
+//     `version`;
+//  3. live events carry `version` too: one that is exactly held + 1 moves the held version on;
+//     one further ahead means a change this page has not seen (yet): call `changes`.
+// Applying something twice is harmless (a message is replaced by id, unless the page already
+// shows a later version of it; markers only move forward), so the page applies every live event
+// at once and lets the change feed fill in whatever it missed.
+const held = new Map(); // conversation id -> the version this page holds
+const announced = new Map(); // conversation id -> the highest version the server has mentioned
+const syncs = new Map(); // conversation id -> the catch-up running for it (a Promise)
+const syncTimers = new Map(); // conversation id -> a catch-up about to start
+const SYNC_PARALLEL = 4; // conversations caught up at once after a reconnect
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Steps 1 and 2: on every (re)connect, and every POLL_MS without the Socket.IO client.
+async function catchUp() {
+  const listed = await loadConversations();
+  const moved = listed.filter((c) => held.has(c.id) && c.version > held.get(c.id));
+  const open = openConversationId();
+  moved.sort((a, b) => (b.id === open) - (a.id === open)); // what is on screen first
+  const queue = [...moved];
+  const worker = async () => { while (queue.length) await sync(queue.shift().id); };
+  await Promise.all(Array.from({ length: Math.min(SYNC_PARALLEL, queue.length) }, worker));
+}
+
+// The page meets a conversation (in the list, or one it just created): from now on it holds a
+// version of it. Of a conversation that is not open the page shows only its list entry, as new as
+// the list, so it holds the listed version. The open one may already show messages that came
+// before the list knew the conversation (a chat just started): it holds 0, and its first
+// catch-up reads its changes from the start.
+function meet(c, open) {
+  if (!held.has(c.id)) held.set(c.id, open ? 0 : c.version);
+  announce(c.id, c.version);
+}
+
+function announce(id, version) {
+  if (version > (announced.get(id) ?? 0)) announced.set(id, version);
+}
+
+// A conversation left or removed from: gone from the list, and closed if it is open.
+function forget(id, why = "You are no longer in this conversation.") {
+  held.delete(id);
+  announced.delete(id);
+  const entry = entryOf(id);
+  if (!entry) return;
+  convs.delete(entry.key);
+  if (entry.key === openKey()) closePane(why);
+  renderConversations();
+}
+
+// The list entry of a conversation id (a direct conversation's entry is keyed by the peer).
+const entryOf = (id) => convs.get(id) ?? [...convs.values()].find((c) => c.convId === id);
+const openConversationId = () => group?.id ?? convs.get(peer?.id)?.convId ?? null;
+
+// Step 3: a live event about conversation `id`, at `version`, that the page has just applied.
+function noteVersion(id, version) {
+  if (!id || version == null || !held.has(id)) return; // a conversation the page has not met yet
+  announce(id, version);
+  if (version === held.get(id) + 1) held.set(id, version);
+  else if (version > held.get(id)) syncSoon(id); // a gap: a change missed, or still on its way
+}
+
+// A catch-up of one conversation shortly (a straggling live event may fill the gap meanwhile).
+function syncSoon(id) {
+  if (syncTimers.has(id)) return;
+  syncTimers.set(id, setTimeout(() => {
+    syncTimers.delete(id);
+    if (held.get(id) < (announced.get(id) ?? 0)) guard(() => sync(id));
+  }, 500));
+}
+
+// Step 2 for one conversation. One at a time per conversation: asking while one runs joins it
+// (it goes on until it holds every version announced meanwhile).
+function sync(id) {
+  if (!syncs.has(id)) syncs.set(id, pull(id).finally(() => syncs.delete(id)));
+  return syncs.get(id);
+}
+
+async function pull(id) {
+  for (;;) {
+    const since = held.get(id);
+    if (since === undefined) return; // forgotten meanwhile (left, removed, signed out)
+    let data;
+    try {
+      ({ data } = await api("GET",
+        `/api/chat/conversations/${encodeURIComponent(id)}/changes?since=${since}&limit=500`));
+    } catch (err) {
+      if (err.code === "not_found") return forget(id); // removed while the page was offline
+      throw err;
+    }
+    if (!held.has(id)) return;
+    applyChanges(id, data);
+    held.set(id, Math.max(held.get(id), data.version));
+    if (!data.more && (data.version === since || held.get(id) >= (announced.get(id) ?? 0))) return;
+    // `more` with no progress: a lower version is still being written (the server waited a
+    // moment for it already); ask again shortly.
+    if (data.version === since) await sleep(500);
+  }
+}
+
+// One answer of the change feed, applied to what the page shows: each message (the list's
+// preview; the open conversation's history on screen), then each event in version order.
+function applyChanges(id, { messages, events }) {
+  const entry = entryOf(id);
+  if (!entry) return;
+  const open = entry.key === openKey();
+  for (const m of messages) entry.last = later(entry.last, m);
+  if (open) showInPane(messages);
+  // A marker's `up_to` is a message id: its seq from the screen, or from this answer.
+  const seqs = new Map(messages.map((m) => [m.id, m.seq]));
+  const seqOf = (messageId) => (shown.has(messageId) ? +shown.get(messageId).dataset.seq : seqs.get(messageId));
+  let membersMoved = false;
+  for (const event of events) {
+    switch (event.type) {
+      case "title_changed":
+        if (entry.kind === "group") entry.conversation = { ...entry.conversation, title: event.title };
+        if (open && group) {
+          group.title = event.title;
+          $("#peer-name").textContent = event.title;
+          renderMembers();
+        }
+        break;
+      case "member_added":
+      case "member_removed":
+      case "role_changed":
+        membersMoved = true; // the open group's members are read again, once, below
+        break;
+      case "read": // reading implies delivery up to the same message
+        if (event.user === me() && event.up_to === entry.last?.id) entry.unread = 0; // another tab
+        if (open && !showRead(event.user, seqOf(event.up_to))) membersMoved = true;
+        break;
+      default: // "delivered": this page shows no delivery receipts
+    }
+  }
+  if (open && group && membersMoved) guard(() => loadMembers(id));
+  renderConversations();
+}
+
+// A read marker of the open conversation moved: `reader` has read up to `seq` (undefined: a
+// message not on screen, so older than everything shown). False when the page cannot place it.
+function showRead(reader, seq) {
+  if (group) {
+    const member = group.members?.find((m) => m.user.id === reader);
+    if (!member || seq === undefined) return false;
+    member.read_up_to = Math.max(member.read_up_to, seq);
+    renderMembers();
+    renderSeen();
+  } else if (reader === peer?.id && seq !== undefined) {
+    markMineRead(seq);
+  }
+  return true;
+}
+
+// Messages of the open conversation from the change feed: each replaces the one shown, or is
+// placed by seq if it falls within the history on screen (older ones come with "Load older", in
+// their current state). New messages of the others are then read, as if they had come live.
+function showInPane(messages) {
+  if (loadedView !== view) return early.push(...messages); // its first page is still on its way
+  const oldest = $("#list").firstElementChild;
+  const fresh = [];
+  for (const m of messages) {
+    const isNew = !shown.has(m.id);
+    if (isNew && olderUrl && oldest && m.seq < +oldest.dataset.seq) continue;
+    render(m);
+    if (isNew) fresh.push(m);
+  }
+  if (!messages.length) return;
+  renderSeen();
+  if (!fresh.length) return;
+  scrollDown();
+  if (group) learnNames(fresh.map((m) => m.sender));
+  const theirs = fresh.filter((m) => m.sender !== me() && !m.deleted).sort((a, b) => b.seq - a.seq)[0];
+  if (theirs && group) markGroupRead(theirs);
+  else if (theirs) sendRead(peer.id, theirs);
+}
+
 // ---- creating a group -----------------------------------------------------------------------
 const picked = new Map(); // user id -> username, the new group's members besides you
 let candidatesTimer = null;
@@ -383,6 +572,7 @@ $("#group-form").addEventListener("submit", (event) => {
     for (const m of conversation.members || []) names.set(m.user.id, m.user.username);
     convs.set(conversation.id, { kind: "group", key: conversation.id, conversation,
       last: conversation.last_message, unread: 0, ...convs.get(conversation.id), addedIn: listSerial });
+    meet(conversation, false); // not open yet: what the page shows of it is loaded after this
     closeGroupForm();
     await openGroup(conversation.id);
   }, "#group-error");
@@ -400,6 +590,7 @@ function resetPane(title) {
   $("#older").hidden = true;
   olderUrl = null;
   shown.clear();
+  early.length = 0;
 }
 
 function closePane(why = "") {
@@ -554,11 +745,13 @@ async function loadPage(url) {
   const forView = view;
   const { data, res } = await api("GET", url);
   if (view !== forView) return; // another conversation was opened meanwhile
+  const first = loadedView !== forView;
   loadedView = forView;
   olderUrl = nextLink(res);
   $("#older").hidden = !olderUrl;
   data.forEach(render); // newest first; render() places each by seq
   renderSeen();
+  if (first && early.length) showInPane(early.splice(0)); // the change feed's, meanwhile
 }
 
 $("#older").addEventListener("click", () => guard(async () => {
@@ -572,15 +765,21 @@ function scrollDown() {
   $("#messages").scrollTop = $("#messages").scrollHeight;
 }
 
+// Show message `m`: placed by seq when new, else replacing the one shown, unless what is shown
+// is already a later version of it (a live event and an answer can cross on their way).
 function render(m) {
   let li = shown.get(m.id);
+  if (li && m.version != null && +li.dataset.version > m.version) return;
+  // Read receipts in 1:1 (`read_at`) change no version: a receipt shown is kept.
+  const wasRead = li?.querySelector(".status")?.textContent === "read";
   if (!li) {
     li = el("li");
     li.dataset.seq = m.seq;
     shown.set(m.id, li);
-    const later = [...$("#list").children].find((other) => +other.dataset.seq > m.seq);
-    $("#list").insertBefore(li, later || null); // conversation order is seq order
+    const next = [...$("#list").children].find((other) => +other.dataset.seq > m.seq);
+    $("#list").insertBefore(li, next || null); // conversation order is seq order
   }
+  li.dataset.version = m.version ?? 0;
   const mine = m.sender === me();
   const inGroup = m.receiver == null;
   const when = new Date(m.timestamp).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
@@ -595,7 +794,7 @@ function render(m) {
     li.prepend(sender);
   }
   if (!mine) return;
-  if (!inGroup) li.append(el("span", { className: "status", textContent: m.read_at ? "read" : "" }));
+  if (!inGroup) li.append(el("span", { className: "status", textContent: m.read_at || wasRead ? "read" : "" }));
   if (m.deleted) return;
   const edit = el("button", { textContent: "edit", title: "Edit this message" });
   edit.addEventListener("click", () => guard(async () => {
@@ -672,11 +871,18 @@ function aboutPeer(conversation) {
   return known ? known === conversation : !isGroup(conversation);
 }
 
+// Every event about a conversation carries its `version`: once applied, it goes to noteVersion
+// (step 3 of the catch-up).
 function onMessage(m) {
+  showMessage(m);
+  noteVersion(m.conversation, m.version);
+}
+
+function showMessage(m) {
   const key = keyOf(m);
   const conv = convs.get(key);
   if (!conv) return guard(loadConversations); // someone new, or a group we just joined
-  conv.last = m;
+  conv.last = later(conv.last, m);
   if (conv.kind === "group") learnNames([m.sender]);
   const fromOther = conv.kind === "group" ? m.sender !== me() : m.sender === key;
   if (conv.kind === "direct" && m.conversation && !conv.convId) {
@@ -709,9 +915,10 @@ function onChanged(m) {
   }
   const conv = convs.get(keyOf(m));
   if (conv?.last?.id === m.id) {
-    conv.last = m;
+    conv.last = later(conv.last, m);
     renderConversations();
   }
+  noteVersion(m.conversation, m.version);
 }
 
 function onTyping({ sender, conversation, typing }) {
@@ -733,7 +940,12 @@ function renderTypers() {
     : `${who.join(", ")} ${who.length === 1 ? "is" : "are"} typing…`;
 }
 
-function onRead({ reader, conversation, up_to: upTo }) {
+function onRead({ reader, conversation, up_to: upTo, version }) {
+  showLiveRead(reader, conversation, upTo);
+  noteVersion(conversation, version);
+}
+
+function showLiveRead(reader, conversation, upTo) {
   if (isGroup(conversation)) {
     if (conversation !== group?.id) return;
     const member = group.members?.find((m) => m.user.id === reader);
@@ -745,7 +957,12 @@ function onRead({ reader, conversation, up_to: upTo }) {
     return;
   }
   if (!peer || reader !== peer.id || !aboutPeer(conversation)) return;
-  const seq = shown.has(upTo) ? +shown.get(upTo).dataset.seq : Infinity;
+  // A message not on screen yet (its event still on its way): everything shown is read.
+  markMineRead(shown.has(upTo) ? +shown.get(upTo).dataset.seq : Infinity);
+}
+
+// 1:1: the peer has read your messages up to `seq`.
+function markMineRead(seq) {
   for (const li of $("#list").querySelectorAll("li.mine")) {
     const status = li.querySelector(".status");
     if (status && +li.dataset.seq <= seq) status.textContent = "read";
@@ -766,13 +983,14 @@ function onPresence({ user, online }) {
 
 // A group created, renamed, or its members or roles changed (the event carries the whole
 // Conversation, with its members, but not the receiver's own unread count or marker).
-function onConversation({ type, conversation: c, user }) {
+function onConversation({ type, conversation: c, user, version }) {
   if (!c || c.type !== "group") return;
-  if (type === "member_removed" && user === me()) {
-    convs.delete(c.id);
-    if (group?.id === c.id) closePane(`You are no longer in ${c.title}.`);
-    return renderConversations();
-  }
+  if (type === "member_removed" && user === me()) return forget(c.id, `You are no longer in ${c.title}.`);
+  showConversation(c);
+  noteVersion(c.id, version);
+}
+
+function showConversation(c) {
   for (const m of c.members || []) names.set(m.user.id, m.user.username);
   const entry = convs.get(c.id);
   if (!entry) return guard(loadConversations); // new to us: the list brings its unread count
