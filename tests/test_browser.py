@@ -10,6 +10,7 @@ page's Socket.IO client is the one `npm ci` in chatapp/vendor puts in chatapp/st
 (`make test` does); without it (its request aborted) two people still chat, over REST.
 """
 import ipaddress
+import re
 import shutil
 import time
 import uuid
@@ -379,6 +380,181 @@ def test_group_chat_in_the_browser(live_server, browser, tmp_path):
     finally:
         for person in (ann, ben, cat):
             person.close()
+
+
+class RestUser:
+    """Someone who is not in a browser: registered and acting over REST from the test."""
+
+    def __init__(self, url, name):
+        self.url, self.name = url, name
+        email = f"{name}@example.com"
+        created = requests.post(f"{url}/api/user/register", timeout=10,
+                                json={"username": name, "email": email, "password": PASSWORD})
+        assert created.status_code == 201, created.text
+        login = requests.post(f"{url}/api/user/login", timeout=10,
+                              json={"email": email, "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        self.token, self.id = login.json()["access_token"], login.json()["userId"]
+
+    def call(self, method, path, body=None, status=200):
+        answer = requests.request(method, self.url + path, json=body, timeout=10,
+                                  headers={"Authorization": f"Bearer {self.token}"})
+        assert answer.status_code == status, answer.text
+        return answer.json()
+
+
+# What a browser without network logs by itself (Socket.IO's reconnection attempts failing).
+OFFLINE_NOISE = "net::ERR_INTERNET_DISCONNECTED"
+
+
+def go_offline(person):
+    """The person's network goes: the browser is offline and the open connection drops, as when
+    a laptop leaves the Wi-Fi. Socket.IO keeps retrying, and the page says it is offline."""
+    person.context.set_offline(True)
+    person.page.evaluate("socket.io.engine.close()")
+    wait_until(person.page, "!socket.connected")
+    expect(person.page.locator("#error")).to_contain_text("offline", timeout=15_000)
+    person.page.evaluate("document.body.dataset.probe = 'same page'")  # gone if it reloads
+    return len(person.requests)
+
+
+def eventually(check, what, timeout=10.0):
+    """Poll `check()` (the server's view, over REST) until it is true, for at most `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
+        time.sleep(0.1)
+
+
+def come_back(person):
+    """The network is back: Socket.IO reconnects by itself, within its reconnection delay (at
+    most 5 s); the page's catch-up then runs."""
+    person.context.set_offline(False)
+    wait_until(person.page, "socket.connected", timeout=20)
+
+
+def assert_caught_up_in_place(person, before, conversation):
+    """Since `before` (go_offline's answer): no reload, the change feed of `conversation` was
+    read, and no history was fetched again."""
+    assert person.page.evaluate("document.body.dataset.probe") == "same page"
+    since_back = person.requests[before:]
+    assert ("GET", f"/api/chat/conversations/{conversation}/changes") in since_back, since_back
+    assert not [(method, path) for method, path in since_back if method == "GET" and (
+        path.startswith("/api/chat/messages/") or path.endswith("/messages"))], since_back
+    expect(person.page.locator("#error")).to_have_text("")
+
+
+def test_a_page_back_online_catches_up_without_a_reload(live_server, browser):
+    """Alice's page is open on her conversation with Bob when her network goes. Meanwhile Bob
+    (over REST) edits one of his messages, deletes another and sends a new one. Her network
+    comes back: Socket.IO reconnects by itself and the page catches up through the change feed
+    (`GET /api/chat/conversations/<id>/changes`, the README's procedure): the edit, the deletion
+    and the new message appear, with no reload and without refetching the history."""
+    tag = uuid.uuid4().hex[:6]
+    alice = Person(browser, live_server.url)
+    try:
+        alice.register(f"alice_{tag}")
+        bob = RestUser(live_server.url, f"bob_{tag}")
+        sent = {}
+        for text in ("keep this", "edit this", "delete this"):
+            sent[text] = bob.call("POST", "/api/chat/send", {"receiver": alice.id, "content": text},
+                                  status=201)["message"]
+        conversation = sent["keep this"]["conversation"]
+
+        # The conversation arrives live; Alice opens it and sees the three messages.
+        expect(alice.conversation(bob).locator(".badge")).to_have_text("3")
+        alice.conversation(bob).click()
+        for text in sent:
+            expect(alice.message(text, mine=False)).to_be_visible()
+        page = alice.page
+        before = go_offline(alice)
+        bob.call("PATCH", f"/api/chat/messages/{sent['edit this']['id']}",
+                 {"content": "edited while you were away"})
+        bob.call("DELETE", f"/api/chat/messages/{sent['delete this']['id']}")
+        bob.call("POST", "/api/chat/send", {"receiver": alice.id,
+                                            "content": "sent while you were away"}, status=201)
+        assert not page.evaluate("socket.connected")
+        expect(alice.message("edit this", mine=False)).not_to_contain_text("edited")
+        expect(alice.message("delete this", mine=False)).to_be_visible()
+
+        come_back(alice)
+        edited = alice.message("edited while you were away", mine=False)
+        expect(edited).to_contain_text("edited")
+        expect(alice.message("message deleted", mine=False)).to_have_count(1)
+        expect(alice.message("delete this", mine=False)).to_have_count(0)
+        expect(alice.message("sent while you were away", mine=False)).to_be_visible()
+        expect(page.locator("#list li")).to_have_text(
+            [re.compile("keep this"), re.compile("edited while you were away"),
+             re.compile("message deleted"), re.compile("sent while you were away")])
+        assert_caught_up_in_place(alice, before, conversation)
+        # The new message, on screen, is read: Bob's history says so.
+        eventually(lambda: bob.call("GET", f"/api/chat/messages/{bob.id}/{alice.id}?limit=1")[0][
+            "read_at"], "the message caught up marked read")
+
+        problems = [p for p in alice.problems if OFFLINE_NOISE not in p]
+        assert not problems, problems
+        assert not alice.blocked, alice.blocked
+    finally:
+        alice.close()
+
+
+def test_a_group_page_back_online_catches_up_members_title_and_leaving(live_server, browser):
+    """The group side of the same catch-up: while Ann's page is offline with the group open, Ben
+    renames it, adds Cal, edits his message and sends another, and Cal reads it; back online,
+    her page shows all of it (title, members, Cal's read marker, messages) without a reload.
+    Offline again, Ben removes her: back online, the group is gone from her page."""
+    tag = uuid.uuid4().hex[:6]
+    ann = Person(browser, live_server.url)
+    try:
+        ann.register(f"ann_{tag}")
+        ben, cal = RestUser(live_server.url, f"ben_{tag}"), RestUser(live_server.url, f"cal_{tag}")
+        group = ben.call("POST", "/api/chat/groups", {"title": f"Before {tag}",
+                                                      "members": [ann.id]}, status=201)
+        group_id = group["conversation"]["id"]
+        path = f"/api/chat/conversations/{group_id}"
+        first = ben.call("POST", f"{path}/messages", {"content": "first"}, status=201)["message"]
+        ann.group(f"Before {tag}").click()
+        expect(ann.message("first", mine=False)).to_be_visible()
+        expect(ann.page.locator("#members li")).to_have_count(2)
+
+        page = ann.page
+        before = go_offline(ann)
+        ben.call("PATCH", path, {"title": f"After {tag}"})
+        ben.call("POST", f"{path}/members", {"user_ids": [cal.id]})
+        ben.call("PATCH", f"/api/chat/messages/{first['id']}", {"content": "first, edited"})
+        second = ben.call("POST", f"{path}/messages", {"content": "second"}, status=201)["message"]
+        cal.call("POST", f"{path}/read", {})
+        expect(page.locator("#peer-name")).to_have_text(f"Before {tag}")
+
+        come_back(ann)
+        expect(page.locator("#peer-name")).to_have_text(f"After {tag}")
+        expect(page.locator("#group-title")).to_have_text(f"After {tag}")
+        expect(ann.group(f"After {tag}")).to_have_count(1)
+        expect(ann.message("first, edited", mine=False)).to_contain_text("edited")
+        expect(ann.message("second", mine=False)).to_be_visible()
+        expect(page.locator("#members li")).to_have_count(3)
+        expect(ann.member(cal).locator(".read")).to_have_text(
+            f"read up to message {second['seq']}")
+        # Ann's page read the new message: her marker moved, on the server too.
+        expect(ann.member(ann).locator(".read")).to_have_text(
+            f"read up to message {second['seq']}")
+        eventually(lambda: {m["user"]["id"]: m["read_up_to"] for m in ben.call("GET", path)[
+            "members"]}[ann.id] == second["seq"], "Ann's read marker on the server")
+        assert_caught_up_in_place(ann, before, group_id)
+
+        # Removed while offline: the list no longer has the group, so the page lets it go.
+        go_offline(ann)
+        ben.call("DELETE", f"{path}/members/{ann.id}")
+        come_back(ann)
+        expect(ann.group(f"After {tag}")).to_have_count(0)
+        expect(page.locator("#error")).to_have_text("You are no longer in this group.")
+        expect(page.locator("#text")).to_be_disabled()
+
+        problems = [p for p in ann.problems if OFFLINE_NOISE not in p]
+        assert not problems, problems
+        assert not ann.blocked, ann.blocked
+    finally:
+        ann.close()
 
 
 def test_without_the_socket_client_the_page_chats_over_rest(live_server, browser):
