@@ -50,7 +50,7 @@ def register_observability(app):
 
 
 def register_extensions(app):
-    from chatapp import cors, handshakes, limits, proxy
+    from chatapp import cors, handshakes, limits, proxy, queue_health
     from chatapp.extensions import api, jwt, mongo, socketio
     from chatapp.packets import close_on_malformed_packets
 
@@ -60,10 +60,15 @@ def register_extensions(app):
         "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}}})
     cors.init_app(app)  # one origin policy for REST and Socket.IO
     limits.init_app(app)
+    queue = app.config["SOCKETIO_MESSAGE_QUEUE"]
+    # A Redis queue's outage degrades to this process's sockets, quickly, and heals by itself.
+    manager = {"client_manager": queue_health.GuardedRedisManager(queue)} \
+        if queue_health.handles(queue) else {}
     socketio.init_app(
         app,
         async_mode=app.config["ASYNC_MODE"],
-        message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"],
+        message_queue=queue,
+        **manager,
         cors_allowed_origins=cors.socketio_origins(app),
         max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],
         # Loggers of our own (ERROR and up), not False: given False, python-socketio and
@@ -72,6 +77,9 @@ def register_extensions(app):
         logger=library_logger("socketio.server"),
         engineio_logger=library_logger("engineio.server"),
     )
+    # Flask-SocketIO keeps its options for the next init_app (each test app makes one): a
+    # manager bound to this server must not be reused by the next.
+    socketio.server_options.pop("client_manager", None)
     close_on_malformed_packets(socketio.server)
     handshakes.init_app(app, socketio.server)  # unauthenticated connections: time and number
     proxy.trust_proxies(app)  # outermost, so Socket.IO sees the corrected environ too

@@ -1,15 +1,12 @@
 """The one place that pushes to sockets: rooms are user ids, events go out after writes.
 
-With a Redis message queue (SOCKETIO_MESSAGE_QUEUE=redis://...) the Socket.IO server gets
-`chatapp.queue_health.GuardedRedisManager` instead of python-socketio's own RedisManager:
+With a Redis message queue (SOCKETIO_MESSAGE_QUEUE=redis://...) create_app gives the
+Socket.IO server `chatapp.queue_health.GuardedRedisManager` instead of python-socketio's own:
 an emit reaches this process's sockets first and is then published for the other
 processes, within a short bound; while Redis is down it is not published at all (this
 process's sockets still get it, nothing waits on Redis), and once Redis answers again
 publishing and receiving resume by themselves. See chatapp/queue_health.py.
 """
-from functools import wraps
-
-from chatapp import queue_health
 from chatapp.extensions import socketio
 
 
@@ -32,29 +29,3 @@ def disconnect_sockets(socket_ids):
     request the queue could not carry is sent again once Redis is back)."""
     for sid in socket_ids:
         socketio.server.disconnect(sid, namespace="/")
-
-
-def _with_guarded_queue(init_app):
-    """`socketio.init_app` that hands a Redis queue to GuardedRedisManager. The SocketIO
-    object is created unbound in chatapp.extensions and bound by create_app; this module is
-    imported before that (the socket handlers use it), so every bound server gets it."""
-
-    @wraps(init_app)
-    def bind(app, **kwargs):
-        url = kwargs.get("message_queue")
-        if "client_manager" not in kwargs and queue_health.handles(url):
-            kwargs["client_manager"] = queue_health.GuardedRedisManager(
-                url, channel=kwargs.pop("channel", "flask-socketio"), write_only=app is None)
-        try:
-            return init_app(app, **kwargs)
-        finally:
-            # Flask-SocketIO keeps its options for the next init_app (each test app makes
-            # one): a manager bound to this server must not be reused by the next.
-            socketio.server_options.pop("client_manager", None)
-
-    bind.guards_the_queue = True
-    return bind
-
-
-if not getattr(socketio.init_app, "guards_the_queue", False):
-    socketio.init_app = _with_guarded_queue(socketio.init_app)
