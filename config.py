@@ -122,6 +122,9 @@ class Config:
     RATELIMIT_HEADERS_ENABLED = True
     # Limit storage down: serve without limits (logged) rather than fail every request.
     RATELIMIT_SWALLOW_ERRORS = True
+    # A Redis limit storage that stops answering costs a request at most a second, not
+    # redis-py's default 5 s per call (ignored by the in-memory storage).
+    RATELIMIT_STORAGE_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
     # "N per second|minute|hour|day", several joined by ";". Register and login: per client
     # address; ACCOUNT: registrations per email, failed logins per (address, email); SEND:
     # per user, REST and sockets together.
