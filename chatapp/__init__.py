@@ -98,6 +98,7 @@ def register_blueprints(app):
     from chatapp.conversations.routes import blp as conversations_blp
     from chatapp.extensions import api
     from chatapp.health import blp as health_blp
+    from chatapp.search.routes import blp as search_blp
     from chatapp.sync.routes import blp as sync_blp
     from chatapp.users.routes import blp as user_blp
     from chatapp.web import blp as web_blp
@@ -106,6 +107,7 @@ def register_blueprints(app):
     api.register_blueprint(chat_blp)
     api.register_blueprint(conversations_blp)
     api.register_blueprint(sync_blp)
+    api.register_blueprint(search_blp)
     api.register_blueprint(health_blp)
     app.register_blueprint(web_blp)  # the chat page: not an API route, not in the OpenAPI doc
     app.register_blueprint(asyncapi_blp)  # the Socket.IO events' document, beside the OpenAPI one

@@ -17,6 +17,11 @@ multikey arrays as MongoDB's), used for
 TTL indexes expire documents through a heap instead of mongomock's sweep of every
 document at every access (chatapp/embedded_ttl.py).
 
+`$text` (which mongomock lacks) is answered with MongoDB's own rules (chatapp/embedded_text.py,
+chatapp/mongo_text.py), over the documents holding one of its terms (a text index's hash, as
+MongoDB's text index selects them) or the narrower candidates of the rest of the query; a text
+index keeps its `default_language`, `language_override` and `weights`, which mongomock drops.
+
 It never answers differently from a scan: candidates are a superset of the matching
 documents, re-checked with mongomock's own filter in mongomock's own order; a document is
 re-keyed whenever mongomock re-checks its unique indexes (after every insert and every
@@ -32,7 +37,7 @@ from collections.abc import Mapping
 from mongomock import DuplicateKeyError, filtering, helpers
 from mongomock.collection import Collection, Cursor
 
-from chatapp import embedded_ttl
+from chatapp import embedded_text, embedded_ttl
 from chatapp.embedded_index import UNUSABLE, hashes, id_of, keyable, keys_of, live
 
 _original = {}  # mongomock's Collection methods replaced here
@@ -43,12 +48,13 @@ def install():
     """Patch mongomock's Collection once per process (idempotent)."""
     if _original:
         return
-    for name in ("_ensure_uniques", "_iter_documents", "aggregate", "find_one"):
+    for name in ("_ensure_uniques", "_iter_documents", "aggregate", "find_one", "create_index"):
         _original[name] = getattr(Collection, name)
     Collection._ensure_uniques = _ensure_uniques
     Collection._iter_documents = _iter_documents
     Collection.aggregate = _aggregate
     Collection.find_one = _find_one
+    Collection.create_index = _create_index
     _original_cursor["_compute_results"] = Cursor._compute_results
     Cursor._compute_results = _compute_results
     embedded_ttl.install()
@@ -99,11 +105,26 @@ def _scanning_unique_checks(self, new_data):
 
 
 def _iter_documents(self, filter):
+    text = None
+    if isinstance(filter, dict) and "$text" in filter:
+        filter = dict(filter)
+        text = embedded_text.query(self._store, filter.pop("$text"))
     buckets = _plan(self._store, filter)
+    if text is not None:
+        holding = text.holding(hashes(self._store))
+        if buckets is None or _size(holding) < _size(buckets):
+            buckets = holding
     if buckets is None:
-        return _original["_iter_documents"](self, filter)
-    candidates = live(self._store, buckets)
-    return (doc for doc in candidates if filtering.filter_applies(filter, doc))
+        found = _original["_iter_documents"](self, filter)
+    else:
+        candidates = live(self._store, buckets)
+        found = (doc for doc in candidates if filtering.filter_applies(filter, doc))
+    return found if text is None else (doc for doc in found if text.matches(doc))
+
+
+def _create_index(self, key_or_list, cache_for=300, session=None, **kwargs):
+    return embedded_text.create_index(_original["create_index"], self, key_or_list, cache_for,
+                                      session, kwargs)
 
 
 def _alternatives(condition):

@@ -6,7 +6,8 @@ under each of its elements (a multikey index: `member_ids`), and a value that do
 the way MongoDB compares (a sub-document, a nested array, a path through an array) makes the
 index unusable, so queries fall back to mongomock's scan. A bool equals (and hashes as) 1
 or 0: harmless for candidates, which are always re-checked, but such an index (or one that
-held an array) no longer decides unique checks by hash (`Index.exact`).
+held an array) no longer decides unique checks by hash (`Index.exact`). A text index holds
+each document's folded terms instead (`TextIndex`, for `$text`: chatapp/embedded_text.py).
 """
 import datetime
 import itertools
@@ -15,7 +16,7 @@ import uuid
 from bson import ObjectId
 from mongomock import filtering, helpers
 
-from chatapp import embedded_ttl
+from chatapp import embedded_text, embedded_ttl
 
 KEYABLE = (str, int, float, ObjectId, datetime.datetime, bytes, uuid.UUID, type(None))
 UNUSABLE = object()
@@ -133,6 +134,51 @@ class Index:
         return [by_prefix[key] for key in keys if key in by_prefix]
 
 
+class TextIndex:
+    """A text index: each folded term -> the ids of the documents holding it (MongoDB's text
+    index keys, chatapp.mongo_text), so a `$text` query examines only the documents that
+    hold one of its terms. Never unique, never used for equalities."""
+
+    unique = False
+    usable = True
+    exact = True
+
+    def __init__(self, spec):
+        self.fields = tuple(embedded_text.text_fields(spec))
+        self.by_term = {}
+        self.keys = {}  # doc id -> its terms
+
+    def covers(self, doc):
+        return True
+
+    def add(self, doc):
+        doc_id = id_of(doc)
+        self.discard(doc_id)
+        held = embedded_text.terms_of(doc, self.fields)
+        for term in held:
+            self.by_term.setdefault(term, {})[doc_id] = None
+        self.keys[doc_id] = held
+
+    def discard(self, doc_id):
+        for term in self.keys.pop(doc_id, ()):
+            holders = self.by_term.get(term)
+            if holders is not None:
+                holders.pop(doc_id, None)
+                if not holders:
+                    del self.by_term[term]
+
+    def lookup(self, allowed, equal):
+        return None  # a text index answers `$text` only (`holding`)
+
+    def holding(self, terms):
+        """The buckets of the documents holding any of `terms`."""
+        return [self.by_term[term] for term in terms if term in self.by_term]
+
+
+def make_index(spec):
+    return TextIndex(spec) if embedded_text.is_text(spec["key"]) else Index(spec)
+
+
 class Hashes:
     """A collection's hashes, and each document's place in mongomock's own (natural) order,
     so candidates are examined in the order a scan meets them (an update_many that stops
@@ -140,7 +186,8 @@ class Hashes:
 
     def __init__(self, store, signature):
         self.signature = signature
-        self.indexes = [Index(spec) for name, spec in store.indexes.items() if name != "_id_"]
+        self.indexes = [make_index(spec) for name, spec in store.indexes.items()
+                        if name != "_id_"]
         self.places = {}
         self.next_place = itertools.count()
         for doc in list(store._documents.values()):

@@ -138,4 +138,17 @@ def _hit_user_limit(setting, scope, user_id, message):
         raise
     except Exception:  # noqa: BLE001 - limit storage down: serve, as REST does (swallow_errors)
         metrics.redis_error("rate_limit_storage")
-        log.warning("rate limit storage unavailable; %s not counted", scope, exc_info=True)
+        _storage_down(scope)
+
+
+_last_storage_warning = [0.0]
+STORAGE_WARNING_EVERY = 60  # seconds: one line (with its traceback) per minute of outage
+
+
+def _storage_down(scope):
+    """Logged once a minute while the storage is down, not once per request."""
+    now = time.monotonic()
+    if now - _last_storage_warning[0] >= STORAGE_WARNING_EVERY:
+        _last_storage_warning[0] = now
+        log.warning("rate limit storage unavailable; %s not counted (again at most once a "
+                    "minute; chatapp_redis_errors_total counts each)", scope, exc_info=True)

@@ -13,6 +13,7 @@ from chatapp.conversations import store as conversation_store
 from chatapp.conversations import upgrade
 from chatapp.errors import DB_DOWN_ERRORS
 from chatapp.extensions import mongo, socketio
+from chatapp.search import store as search_store
 from chatapp.sync import store as sync_store
 from chatapp.users import store as user_store
 
@@ -25,6 +26,7 @@ def ensure_indexes():
     chat_store.ensure_indexes()
     conversation_store.ensure_indexes()
     sync_store.ensure_indexes()
+    search_store.ensure_indexes()
 
 
 def ensure_indexes_or_retry(app):

@@ -26,6 +26,7 @@ from chatapp import create_app, embedded, embedded_ttl
 from chatapp.chat import store as messages
 from chatapp.conversations import store as conversations
 from chatapp.extensions import mongo
+from chatapp.search import store as search
 from chatapp.users import store as users
 from config import TestingConfig
 
@@ -155,6 +156,9 @@ QUERIES = {
                                              {"$set": {"title": "h"}}),
     "half_upgraded": lambda w: conversations.half_upgraded(),
     "find_legacy": lambda w: conversations.find_legacy(w["pair"]["pair"]),
+    # search/store.py: a term only alice's pair holds, across all her conversations
+    "conversation_ids": lambda w: search.conversation_ids(w["alice"]),
+    "search page": lambda w: search.page(search.conversation_ids(w["alice"]), '"m25"', 20),
     # users/store.py: users, sockets, revocations
     "find_user": lambda w: users.find_user(w["bob"]),
     "find_user_by_email": lambda w: users.find_user_by_email(f"{w['bob']}@example.com"),

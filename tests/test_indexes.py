@@ -10,7 +10,7 @@ EXPECTED = {
                 "sockets_by_address"},
     "servers": {"servers_by_heartbeat"},
     "messages": {"history", "idempotent_send", "by_sender_time", "by_receiver_time", "unread",
-                 "by_version"},
+                 "by_version", "search"},
     "conversations": {"by_member_activity", "direct_pair", "legacy_upgrade"},
     "changes": {"feed"},
 }

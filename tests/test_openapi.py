@@ -43,6 +43,8 @@ CONTRACT_OPERATIONS = {
     # Part 2: rich messages
     ("put", "/api/chat/messages/{id}/reactions/{emoji}"),
     ("delete", "/api/chat/messages/{id}/reactions/{emoji}"),
+    # Part 2: search
+    ("get", "/api/chat/search"),
     ("get", "/healthz"), ("get", "/readyz"),
 }
 PUBLIC = {("post", "/api/user/register"), ("post", "/api/user/login"),
@@ -347,6 +349,12 @@ schema = schemathesis.openapi.from_dict(
              "include-method": ["GET", "POST", "PATCH", "DELETE"],
              "checks": {"positive_data_acceptance": {
                  "expected-statuses": ["2xx", "401", "403", "404", "409", "422"]}}},
+            # Search: a random `conversation` is not yours (404), a random `before` is not a
+            # message you can see (422), nor is a `q` of only characters Python takes for
+            # whitespace and JSON Schema's `\S` does not (U+001C-U+001F, U+0085).
+            {"include-path": ["/api/chat/search"], "include-method": ["GET"],
+             "checks": {"positive_data_acceptance": {
+                 "expected-statuses": ["2xx", "401", "404", "422"]}}},
         ],
     }),
 )
