@@ -155,6 +155,9 @@ function start() {
     if (!refused.active) setTimeout(() => socket === refused && refused.connect(), 3000);
   });
   socket.on("disconnect", async (reason) => {
+    // Typing is not in the change feed: a `typing: false` sent while offline would be missed.
+    typers.clear();
+    $("#typing").textContent = "";
     // The server closes the socket when the token expires (or on logout-all).
     if (reason === "io server disconnect") (await refresh()) ? socket.connect() : signOut();
   });
