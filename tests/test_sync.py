@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from bson import ObjectId
 
+from chatapp.chat import store
 from chatapp.conversations import store as conversation_store
 from chatapp.extensions import mongo
 from chatapp.sync import service as sync
@@ -278,12 +279,52 @@ def test_a_slow_edit_is_re_announced_and_the_message_carries_the_new_version(
 def test_the_later_of_two_concurrent_edits_wins_whatever_order_they_land(app, client, auth):
     alice, bob = auth.user(), auth.user()
     m = sent(client, alice, bob, "original")
-    from chatapp.chat import store
     with app.app_context():
-        oid = ObjectId(m["id"])
-        store.update_message(oid, {"content": "second", "version": 3})
-        late = store.update_message(oid, {"content": "first", "version": 2})  # lands last
-    assert (late["content"], late["version"]) == ("second", 3)
+        oid, when = ObjectId(m["id"]), sync.now()
+        assert store.edit_content(oid, "second", when, 3)["content"] == "second"
+        assert store.edit_content(oid, "first", when, 2) is None  # lands last, loses
+        reacted = store.add_reaction(oid, "aa", ObjectId(alice.id), 4, 20)
+        # A reaction with a higher version does not stand in the way of a later edit.
+        assert reacted["version"] == 4
+        after = store.edit_content(oid, "third", when, 5)
+        assert (after["content"], after["version"]) == ("third", 5)
+
+
+def test_a_deletion_wins_over_any_edit_or_reaction_around_it(app, client, auth):
+    alice, bob = auth.user(), auth.user()
+    m = sent(client, alice, bob, "original")
+    with app.app_context():
+        oid, when = ObjectId(m["id"]), sync.now()
+        store.add_reaction(oid, "aa", ObjectId(bob.id), 6, 20)  # a later number landed first
+        deleted = store.blank(oid, 5)
+        assert (deleted["deleted"], deleted["content"], deleted["version"]) == (True, "", 6)
+        assert deleted["reactions"] == {}
+        assert store.edit_content(oid, "resurrected?", when, 7) is None  # took a higher one
+        assert store.find_message(oid)["content"] == ""
+        assert store.add_reaction(oid, "bb", ObjectId(bob.id), 8, 20) is None
+
+
+def test_an_edit_losing_to_a_concurrent_deletion_is_409_and_tells_nobody(
+        client, auth, socket_client, monkeypatch):
+    alice, bob = auth.user(), auth.user()
+    m = sent(client, alice, bob, "original")
+    ear = socket_client(bob)
+    ear.get_received()
+    real_take = conversation_store.take_version
+
+    def deleted_meanwhile(conv_id):  # the deletion lands between the edit's check and write
+        monkeypatch.setattr(conversation_store, "take_version", real_take)
+        delete(client, alice, m["id"])
+        return real_take(conv_id)
+    monkeypatch.setattr(conversation_store, "take_version", deleted_meanwhile)
+    response = client.patch(f"/api/chat/messages/{m['id']}", headers=alice.headers,
+                            json={"content": "too late"})
+    assert_error(response, 409, "conflict")
+    events = [e["name"] for e in ear.get_received()]
+    assert events.count("message deleted") == 1 and "message updated" not in events
+    body = feed(client, bob, m["conversation"])
+    assert [(x["content"], x["deleted"]) for x in body["messages"]] == [("", True)]
+    assert (body["version"], body["more"]) == (3, False)  # the edit's number: void
 
 
 def test_messages_stored_before_versions_existed_settle_by_their_seq(client, auth, quick):

@@ -151,7 +151,12 @@ def edit_message(caller_id, message_id, content):
     if doc.get("deleted"):
         raise Conflict("a deleted message cannot be edited", details={"message": ["deleted"]})
     content = check_content(content)
-    return _change(doc, conv, "message updated", {"content": content, "edited_at": now()})
+    edited_at = now()
+    after = _change(doc, conv, "message updated",
+                    lambda version: store.edit_content(doc["_id"], content, edited_at, version))
+    if after["deleted"]:  # deleted meanwhile: the deletion wins
+        raise Conflict("a deleted message cannot be edited", details={"message": ["deleted"]})
+    return after
 
 
 def delete_message(caller_id, message_id):
@@ -164,18 +169,22 @@ def delete_message(caller_id, message_id):
         raise Forbidden("only the sender (or a group's owner or admin) may delete a message")
     if doc.get("deleted"):
         return public_message(doc)  # already deleted: nothing changes, nobody is told again
-    return _change(doc, conv, "message deleted", {"content": "", "deleted": True,
-                                                  "reactions": {}, "reaction_keys": []})
+    return _change(doc, conv, "message deleted",
+                   lambda version: store.blank(doc["_id"], version))
 
 
-def _change(doc, conv, event, changes):
-    """Take the conversation's next version, write the change, record it in the feed, then
-    tell every member."""
+def _change(doc, conv, event, write):
+    """Take the conversation's next version, `write(version)` the change, record it in the
+    feed, then tell every member. A write that did not apply (a concurrent deletion, or a
+    later edit already stored) uses no version, tells nobody, and answers the message as
+    it is."""
     counter = conversation_store.take_version(conv["_id"])
     at = now()
-    changes["version"] = counter["version"]
     sync.writing()
-    after = store.update_message(doc["_id"], changes)  # a later concurrent change may win
+    after = write(counter["version"])
+    if after is None:
+        sync.void(conv["_id"], counter["version"])
+        return public_message(store.find_message(doc["_id"]))
     if sync.record_message(conv["_id"], counter["version"], at, doc["_id"]) != counter["version"]:
         after = store.find_message(doc["_id"])  # re-announced at a fresh version
     message = public_message(after)

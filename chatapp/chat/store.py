@@ -95,14 +95,29 @@ def mark(conv, receiver, field, max_seq, when):
     return result.modified_count
 
 
-def update_message(message_id, changes):
-    """Apply a change taken at `changes["version"]` unless a later one is already stored
-    (two edits at once: the higher version wins, whatever order they land in); returns
-    the message after."""
-    doc = messages().find_one_and_update(
-        _older(message_id, changes["version"]), {"$set": changes},
+def edit_content(message_id, content, edited_at, version):
+    """An edit taken at `version`: applied unless the message is deleted or an edit with a
+    higher version is already stored (two edits at once end in version order, whatever
+    order they land in); the message after, or None when not applied. Reactions moving the
+    message's `version` meanwhile do not stand in an edit's way (`content_version`)."""
+    query = {"_id": message_id, "deleted": {"$ne": True},
+             "$or": [{"content_version": {"$lt": version}},
+                     {"content_version": {"$exists": False}}]}
+    return messages().find_one_and_update(
+        query, {"$set": {"content": content, "edited_at": edited_at, "content_version": version},
+                "$max": {"version": version}},
         return_document=ReturnDocument.AFTER)
-    return doc if doc is not None else find_message(message_id)
+
+
+def blank(message_id, version):
+    """A deletion taken at `version`: applied unless already deleted (a deletion wins over
+    any edit or reaction, before or after it); the message after, or None."""
+    return messages().find_one_and_update(
+        {"_id": message_id, "deleted": {"$ne": True}},
+        {"$set": {"content": "", "deleted": True, "reactions": {}, "reaction_keys": [],
+                  "content_version": version},
+         "$max": {"version": version}},
+        return_document=ReturnDocument.AFTER)
 
 
 def add_reaction(message_id, key, user_id, version, distinct_max):
