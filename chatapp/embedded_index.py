@@ -146,21 +146,24 @@ class TextIndex:
     def __init__(self, spec):
         self.fields = tuple(embedded_text.text_fields(spec))
         self.by_term = {}
-        self.keys = {}  # doc id -> its terms
+        self.keys = {}  # doc id -> (its text, its terms)
 
     def covers(self, doc):
         return True
 
     def add(self, doc):
         doc_id = id_of(doc)
+        text = " ".join(embedded_text.texts_of(doc, self.fields))
+        if doc_id in self.keys and self.keys[doc_id][0] == text:
+            return  # re-keyed after a write that left its text alone (a read marker...)
         self.discard(doc_id)
-        held = embedded_text.terms_of(doc, self.fields)
+        held = embedded_text.terms_of(text)
         for term in held:
             self.by_term.setdefault(term, {})[doc_id] = None
-        self.keys[doc_id] = held
+        self.keys[doc_id] = (text, held)
 
     def discard(self, doc_id):
-        for term in self.keys.pop(doc_id, ()):
+        for term in self.keys.pop(doc_id, (None, ()))[1]:
             holders = self.by_term.get(term)
             if holders is not None:
                 holders.pop(doc_id, None)

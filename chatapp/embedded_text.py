@@ -44,9 +44,9 @@ def texts_of(doc, fields):
     return found
 
 
-def terms_of(doc, fields):
-    """The terms MongoDB's text index holds for `doc` (its index keys)."""
-    return set(mongo_text.terms(" ".join(texts_of(doc, fields))))
+def terms_of(text):
+    """The terms MongoDB's text index holds for a document's text (its index keys)."""
+    return set(mongo_text.terms(text))
 
 
 class TextQuery:
