@@ -94,6 +94,7 @@ def library_logger(name):
 def register_blueprints(app):
     from chatapp import swagger_ui
     from chatapp.asyncapi import blp as asyncapi_blp
+    from chatapp.blocks.routes import blp as blocks_blp
     from chatapp.chat.routes import blp as chat_blp
     from chatapp.conversations.routes import blp as conversations_blp
     from chatapp.extensions import api
@@ -104,6 +105,7 @@ def register_blueprints(app):
     from chatapp.web import blp as web_blp
 
     api.register_blueprint(user_blp)
+    api.register_blueprint(blocks_blp)
     api.register_blueprint(chat_blp)
     api.register_blueprint(conversations_blp)
     api.register_blueprint(sync_blp)

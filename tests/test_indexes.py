@@ -13,6 +13,7 @@ EXPECTED = {
                  "by_version", "search"},
     "conversations": {"by_member_activity", "direct_pair", "legacy_upgrade"},
     "changes": {"feed"},
+    "blocks": {"blocks_pair", "blocks_by_blocked"},
 }
 
 
@@ -49,3 +50,10 @@ def test_unique_and_ttl_options_are_declared(app):
 def test_a_version_is_recorded_once_per_conversation(app):
     feed = mongo.db.changes.index_information()["feed"]
     assert feed.get("unique") and feed["key"] == [("conv", 1), ("v", 1)]
+
+
+def test_a_block_is_stored_once_per_pair_and_found_from_either_side(app):
+    info = mongo.db.blocks.index_information()
+    assert info["blocks_pair"].get("unique")
+    assert info["blocks_pair"]["key"] == [("blocker", 1), ("blocked", 1)]  # whom X blocked
+    assert info["blocks_by_blocked"]["key"] == [("blocked", 1), ("blocker", 1)]  # who blocked X

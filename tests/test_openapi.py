@@ -43,6 +43,9 @@ CONTRACT_OPERATIONS = {
     # Part 2: rich messages
     ("put", "/api/chat/messages/{id}/reactions/{emoji}"),
     ("delete", "/api/chat/messages/{id}/reactions/{emoji}"),
+    # Part 2: blocking
+    ("get", "/api/user/blocks"), ("put", "/api/user/blocks/{user_id}"),
+    ("delete", "/api/user/blocks/{user_id}"),
     # Part 2: search
     ("get", "/api/chat/search"),
     ("get", "/healthz"), ("get", "/readyz"),
@@ -172,6 +175,9 @@ def test_every_component_schema_is_used(doc):
     ("delete", "/api/chat/messages/{id}/reactions/{emoji}",
      {"200", "401", "404", "409", "422", "429"}),
     ("get", "/api/user/{user_id}", {"200", "404"}),
+    ("get", "/api/user/blocks", {"200", "401"}),
+    ("put", "/api/user/blocks/{user_id}", {"200", "401", "404", "422"}),
+    ("delete", "/api/user/blocks/{user_id}", {"200", "401", "404", "422"}),
     ("get", "/readyz", {"200", "503"}),
 ])
 def test_documented_statuses(doc, method, path, statuses):
@@ -349,6 +355,11 @@ schema = schemathesis.openapi.from_dict(
              "include-method": ["GET", "POST", "PATCH", "DELETE"],
              "checks": {"positive_data_acceptance": {
                  "expected-statuses": ["2xx", "401", "403", "404", "409", "422"]}}},
+            # Blocks: random ids are unknown users (404); blocking or unblocking yourself is 422.
+            {"include-path": ["/api/user/blocks/{user_id}"],
+             "include-method": ["PUT", "DELETE"],
+             "checks": {"positive_data_acceptance": {
+                 "expected-statuses": ["2xx", "401", "404", "422"]}}},
             # Search: a random `conversation` is not yours (404), a random `before` is not a
             # message you can see (422), nor is a `q` of only characters Python takes for
             # whitespace and JSON Schema's `\S` does not (U+001C-U+001F, U+0085).

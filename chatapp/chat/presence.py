@@ -7,7 +7,8 @@ the same instant send one `online` and one `offline`, never two of either; the s
 counted again after every claim, so a connect and a disconnect racing on two processes never
 leave a user announced online with no socket, nor offline with one (`_settle`); and an
 `offline` waits `PRESENCE_DAMPING_SECONDS`, so a user flapping (a phone on a bad network, a
-reconnect loop) is announced once, not at every flap. Typing: `chatapp.chat.typing`.
+reconnect loop) is announced once, not at every flap. A user's presence never reaches the
+users they blocked (`chatapp.blocks`). Typing: `chatapp.chat.typing`.
 """
 import logging
 import os
@@ -18,11 +19,13 @@ from datetime import datetime, timezone
 from flask import current_app
 
 from chatapp import realtime
+from chatapp.blocks import store as block_store
 from chatapp.chat import heartbeat
 from chatapp.conversations import store as conversation_store
 from chatapp.errors import DB_DOWN_ERRORS, RateLimited
 from chatapp.extensions import socketio
 from chatapp.schemas import iso
+from chatapp.users import service as users
 from chatapp.users import store as user_store
 
 # Tags this process's sockets for the heartbeat sweep (chatapp.chat.heartbeat). The random
@@ -151,5 +154,22 @@ def _announce(user_id, online, doc=None):
     last_seen = None if online else iso(doc.get("last_seen") if doc else None)
     peers = conversation_store.shared_with(user_id, current_app.config["SMALL_GROUP_MAX"])
     if peers:
+        peers -= block_store.blocked_ids(user_id)  # one query, whatever the number of peers
+    if peers:
         realtime.emit_to_users("presence", {"user": str(user_id), "online": online,
                                             "last_seen": last_seen}, peers)
+
+
+def retell_presence(user_id, viewer_id):
+    """After `user_id` blocked or unblocked `viewer_id`: tell the viewer's sockets the presence
+    they may see now (offline, no `last_seen`, while blocked; the real one again after), so a
+    client's view agrees with `User.online` without waiting for the next change. Only to a
+    viewer `presence` events reach at all (a shared direct conversation or small group)."""
+    if viewer_id not in conversation_store.shared_with(
+            user_id, current_app.config["SMALL_GROUP_MAX"]):
+        return
+    [profile] = users.public_users(user_store.find_users([user_id]), viewer_id)
+    online = profile["online"]  # as `_announce` says it: no last_seen while online
+    realtime.emit_to_users("presence", {"user": str(user_id), "online": online,
+                                        "last_seen": None if online else profile["last_seen"]},
+                           [viewer_id])

@@ -1,4 +1,5 @@
-"""Typing: relayed, never stored, only to users who share a conversation with the typist.
+"""Typing: relayed, never stored, only to users who share a conversation with the typist,
+and never between two users one of whom blocked the other (`chatapp.blocks`).
 
 A `typing: true` lapses by itself (`typing: false` is emitted) `TYPING_TIMEOUT` seconds after
 the last one; repeats from one socket to one target within `TYPING_REPEAT_SECONDS` are
@@ -6,14 +7,17 @@ absorbed (they only extend the lapse), so a flood costs neither emits nor timers
 lapse task per (socket, target) at most. Per process, keyed by the sending socket.
 """
 import itertools
+import logging
 import threading
 import time
 
 from flask import current_app
 
 from chatapp import realtime
+from chatapp.blocks import store as block_store
 from chatapp.conversations import service as conversations
 from chatapp.conversations import store as conversation_store
+from chatapp.errors import DB_DOWN_ERRORS
 from chatapp.extensions import socketio
 from chatapp.users import service as users
 
@@ -21,6 +25,7 @@ TYPING_REPEAT_SECONDS = 1.0
 _typing = {}  # (sid, target key) -> {"gen", "until", "relayed"}
 _lock = threading.Lock()
 _generations = itertools.count(1)
+log = logging.getLogger(__name__)
 
 
 def relay_typing(sender_id, sid, target, typing, timeout):
@@ -69,8 +74,12 @@ def _emit_typing(sender_id, relay, typing, skip_sid=None):
     payload = {"sender": str(sender_id), "typing": typing}
     if relay["conversation"] is not None:
         payload = {"sender": str(sender_id), "conversation": relay["conversation"], "typing": typing}
-    if relay["recipients"]:
-        realtime.emit_to_users("typing", payload, relay["recipients"], skip_sid=skip_sid)
+    recipients = relay["recipients"]
+    if recipients:  # checked at every emit (a block may start while typing lapses): one query
+        blocked = block_store.involving(sender_id)
+        recipients = [r for r in recipients if r not in blocked]
+    if recipients:
+        realtime.emit_to_users("typing", payload, recipients, skip_sid=skip_sid)
 
 
 def _lapse(key, generation, sender_id, relay):
@@ -85,9 +94,12 @@ def _lapse(key, generation, sender_id, relay):
                 _typing.pop(key, None)
                 break
         socketio.sleep(wait)
-    if relay.get("group"):  # the group's members now: a removed one hears nothing more
-        doc = conversation_store.find_for_member(relay["key"], sender_id)
-        if doc is None:
-            return
-        relay = {**relay, "recipients": [m for m in doc["member_ids"] if m != sender_id]}
-    _emit_typing(sender_id, relay, False)
+    try:
+        if relay.get("group"):  # the group's members now: a removed one hears nothing more
+            doc = conversation_store.find_for_member(relay["key"], sender_id)
+            if doc is None:
+                return
+            relay = {**relay, "recipients": [m for m in doc["member_ids"] if m != sender_id]}
+        _emit_typing(sender_id, relay, False)  # reads the blocks: the database again
+    except DB_DOWN_ERRORS as exc:  # no one to answer in a background task: say it, once
+        log.warning("database unavailable, typing lapse of %s not relayed: %s", sender_id, exc)

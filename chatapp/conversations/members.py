@@ -10,6 +10,7 @@ the conversation's next `version` in the same update, records it in the change f
 from bson import ObjectId
 from flask import current_app
 
+from chatapp.blocks import service as blocks
 from chatapp.conversations import store
 from chatapp.conversations.service import emit_change, member_of, now, present
 from chatapp.errors import Conflict, Forbidden, NotFound, ValidationError
@@ -32,6 +33,15 @@ def _existing_users(ids):
         raise NotFound("user not found", details={"user_ids": missing})
 
 
+def _not_blocking(caller_id, ids, field):
+    """403 naming the users who blocked the caller: they cannot be put in a group by them
+    (nothing is created or added). One query."""
+    refused = blocks.blockers_of(caller_id, among=ids)
+    if refused:
+        raise Forbidden("some of these users blocked you",
+                        details={field: sorted(str(u) for u in refused)})
+
+
 def create_group(caller_id, title, member_ids):
     """Any user: a group with themself as owner and the listed users as members."""
     others = list(dict.fromkeys(m for m in member_ids if m != caller_id))
@@ -40,6 +50,7 @@ def create_group(caller_id, title, member_ids):
     if 1 + len(others) > _max_members():
         raise ValidationError(details={"members": [f"At most {_max_members()} members in all."]})
     _existing_users(others)
+    _not_blocking(caller_id, others, "members")
     when = now()
     members = {str(caller_id): store.member_entry("owner", when)}
     members.update({str(m): store.member_entry("member", when) for m in others})
@@ -115,6 +126,7 @@ def add_members(caller_id, ref, user_ids):
         new = [u for u in user_ids if str(u) not in doc["members"]]
         if not new:
             return present(doc, caller_id)
+        _not_blocking(caller_id, new, "user_ids")  # members already in stay, blocked or not
         room = _max_members() - len(new)
         if doc["member_count"] > room:
             raise ValidationError(details={"user_ids": [

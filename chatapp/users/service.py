@@ -14,6 +14,7 @@ from chatapp import realtime, security
 from chatapp.errors import (
     Conflict, InvalidCredentials, NotFound, TokenExpired, TokenRevoked, ValidationError,
 )
+from chatapp.blocks import store as block_store
 from chatapp.schemas import iso, parse_object_id
 from chatapp.conversations import store as conversation_store
 from chatapp.users import emails, store
@@ -38,8 +39,8 @@ def public_user(doc, online=False, own=False, presence=True):
 
 def public_users(docs, viewer_id=None):
     """Public records; `online`/`last_seen` only of the viewer and of users who share a
-    direct conversation or a small group with them (those `presence` events reach), else
-    `false`/`null`."""
+    direct conversation or a small group with them (those `presence` events reach) and have
+    not blocked them, else `false`/`null`."""
     if not docs:
         return []
     visible = presence_visible_to(viewer_id, [d["_id"] for d in docs])
@@ -49,11 +50,16 @@ def public_users(docs, viewer_id=None):
 
 
 def presence_visible_to(viewer_id, user_ids):
-    """Which of `user_ids` the viewer may see online: themself and their presence peers."""
+    """Which of `user_ids` the viewer may see online: themself and their presence peers,
+    except those who blocked the viewer (one query for all of them)."""
     if viewer_id is None:
         return set()
     peers = conversation_store.shared_with(viewer_id, current_app.config["SMALL_GROUP_MAX"])
-    return {u for u in user_ids if u == viewer_id or u in peers}
+    visible = {u for u in user_ids if u == viewer_id or u in peers}
+    others = visible - {viewer_id}
+    if others:
+        visible -= block_store.blocker_ids(viewer_id, among=others)
+    return visible
 
 
 def register(username, email, password):
