@@ -222,8 +222,8 @@ def test_a_version_above_one_being_written_is_held_back(client, auth, quick):
     body = feed(client, bob, conv["id"], since=3)
     assert (body["version"], body["more"], body["messages"]) == (3, True, [])
     with quick.app_context():  # the slow writer finishes
-        assert sync.record_event(ObjectId(conv["id"]), slow, sync.now(), "title_changed",
-                                 title="late", by=ObjectId(alice.id)) == slow
+        assert sync.record_event(ObjectId(conv["id"]), sync.pending(
+            slow, "title_changed", title="late", by=ObjectId(alice.id))) == slow
     body = feed(client, bob, conv["id"], since=3)
     assert (body["version"], body["more"]) == (slow + 1, False)
     assert [e["version"] for e in body["events"]] == [slow]
@@ -240,8 +240,8 @@ def test_a_gap_past_the_deadline_is_void_and_its_writer_comes_back_above(client,
     assert (body["version"], body["more"]) == (slow + 1, False)
     assert [x["id"] for x in body["messages"]] == [m["id"]] and body["events"] == []
     with quick.app_context():  # the slow writer, past the deadline: its number is taken
-        again = sync.record_event(ObjectId(conv["id"]), slow, sync.now(), "title_changed",
-                                  title="late", by=ObjectId(alice.id))
+        again = sync.record_event(ObjectId(conv["id"]), sync.pending(
+            slow, "title_changed", title="late", by=ObjectId(alice.id)))
     assert again == slow + 2
     body = feed(client, bob, conv["id"], since=slow + 1)  # nothing skipped: it comes above
     assert [(e["type"], e["version"]) for e in body["events"]] == [("title_changed", again)]
@@ -260,6 +260,64 @@ def test_a_message_whose_writer_died_before_recording_it_is_recovered(
     body = feed(client, bob, conv["id"], since=3)
     assert [x["id"] for x in body["messages"]] == [lost["id"], after["id"]]
     assert body["version"] == after["version"]
+
+
+@pytest.mark.parametrize("change", ["rename", "add", "read", "role"])
+def test_an_event_whose_writer_died_before_recording_it_is_recovered(
+        client, auth, quick, monkeypatch, change):
+    alice, bob, carol = auth.user(), auth.user(), auth.user()
+    conv = created(client, alice, [bob])  # 1..3
+    m = posted(client, bob, conv["id"], "hi")  # 4
+    monkeypatch.setattr(sync, "record_event", lambda conv_id, entry, at=None: entry["v"])
+    response = {
+        "rename": lambda: client.patch(f"/api/chat/conversations/{conv['id']}",
+                                       headers=alice.headers, json={"title": "Renamed"}),
+        "add": lambda: add(client, alice, conv["id"], [carol]),
+        "read": lambda: client.post(f"/api/chat/conversations/{conv['id']}/read",
+                                    headers=alice.headers, json={}),
+        "role": lambda: set_role(client, alice, conv["id"], bob, "admin"),
+    }[change]()
+    assert response.status_code == 200, response.get_json()
+    monkeypatch.undo()
+    after = posted(client, bob, conv["id"], "after")  # 6
+    assert feed(client, alice, conv["id"], since=4)["version"] == 4  # young: held back
+    age(quick, conv["id"])
+    body = feed(client, alice, conv["id"], since=4)
+    expected = {"rename": {"type": "title_changed", "title": "Renamed", "by": alice.id},
+                "add": {"type": "member_added", "user": carol.id, "by": alice.id,
+                        "role": "member"},
+                "read": {"type": "read", "user": alice.id, "up_to": m["id"]},
+                "role": {"type": "role_changed", "user": bob.id, "by": alice.id,
+                         "role": "admin"}}[change]
+    assert [{k: v for k, v in e.items() if k != "at"} for e in body["events"]] == [
+        {**expected, "version": 5}]
+    assert [x["id"] for x in body["messages"]] == [after["id"]] and body["version"] == 6
+
+
+def test_a_change_refused_at_its_write_leaves_its_numbers_void(client, auth, quick,
+                                                                 monkeypatch):
+    """An admin demoted between the check and the write: nothing changes, and the numbers
+    the rename took are settled at once as void (no reader waits for them)."""
+    from chatapp.conversations import members
+    alice, bob, carol = auth.user(), auth.user(), auth.user()
+    conv = created(client, alice, [bob, carol])
+    assert set_role(client, alice, conv["id"], bob, "admin").status_code == 200  # 5
+    real_take = members._take
+    demoted = []
+
+    def demote_first(doc, *events):
+        if not demoted:
+            demoted.append(True)
+            assert set_role(client, alice, conv["id"], bob, "member").status_code == 200
+        return real_take(doc, *events)
+    monkeypatch.setattr(members, "_take", demote_first)
+    response = client.patch(f"/api/chat/conversations/{conv['id']}", headers=bob.headers,
+                            json={"title": "mine"})
+    assert_error(response, 403, "forbidden")
+    body = feed(client, carol, conv["id"], since=5)  # 6: demoted, 7: void
+    assert (body["version"], body["more"]) == (7, False)
+    assert [(e["type"], e["version"], e.get("role")) for e in body["events"]] == [
+        ("role_changed", 6, "member")]
 
 
 def test_a_slow_edit_is_re_announced_and_the_message_carries_the_new_version(

@@ -63,15 +63,14 @@ def _mark(caller_id, ref, up_to, field, event, who):
         updated = store.mark(conv["_id"], caller_id, field, target["seq"], when)
         if field == "read_at":
             store.mark(conv["_id"], caller_id, "delivered_at", target["seq"], when)
-    moved = _move_marker(conv, caller_id, MARKERS[field], target["seq"])
+    moved, entry = _move_marker(conv, caller_id, MARKERS[field], target["seq"],
+                                sync_event=(event, target["_id"]))
     version = None
     if moved is not None:
         sync.writing()
-        version = sync.record_event(conv["_id"], moved["version"] + 1,
-                                    datetime.now(timezone.utc), event,
-                                    user=caller_id, up_to=target["_id"])
+        version = sync.record_event(conv["_id"], entry)
     if field == "read_at":  # reading implies delivery: the `read` change covers both markers
-        _move_marker(conv, caller_id, "delivered_up_to", target["seq"], bump=False)
+        _move_marker(conv, caller_id, "delivered_up_to", target["seq"])
     if conv["type"] == "group":
         if moved is None:
             return 0
@@ -96,13 +95,22 @@ def _target(conv, caller_id, up_to, field):
     return store.newest_in(conv["_id"])
 
 
-def _move_marker(conv, user_id, marker, seq, bump=True):
-    """Forward only; returns the document before the move, None when it did not move."""
+def _move_marker(conv, user_id, marker, seq, sync_event=None):
+    """Forward only; returns (the document before the move, its feed entry), (None, None)
+    when it did not move. With `sync_event` = (type, up_to message id) the move takes the
+    conversation's next version first and writes its feed entry with it."""
     path = f"members.{user_id}.{marker}"
-    changes = {"$set": {path: seq}}
-    if bump:
-        changes["$inc"] = {"version": 1}
-    return conversation_store.update(conv["_id"], {path: {"$lt": seq}}, changes, before=True)
+    if conv["members"].get(str(user_id), {}).get(marker, 0) >= seq:
+        return None, None  # already there: no version taken for nothing
+    changes, entry = {"$set": {path: seq}}, None
+    if sync_event is not None:
+        version = conversation_store.take_version(conv["_id"])["version"]
+        entry = sync.pending(version, sync_event[0], user=user_id, up_to=sync_event[1])
+        changes["$push"] = sync.pending_push([entry])
+    before = conversation_store.update(conv["_id"], {path: {"$lt": seq}}, changes, before=True)
+    if before is None and entry is not None:  # moved further meanwhile: the number is void
+        sync.void(conv["_id"], entry["v"])
+    return before, (entry if before is not None else None)
 
 
 def _tell(conv, caller_id, event, who, target, when, field, version):

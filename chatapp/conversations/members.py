@@ -4,8 +4,9 @@ Each change is one atomic update of the conversation document whose condition re
 what was checked (the caller's role, the target's membership, the room under the cap), so
 two admins acting at once cannot half-apply or undo each other's check; an update whose
 condition no longer holds is re-evaluated from the fresh document. Each change takes
-the conversation's next `version` in the same update, records it in the change feed
-(`chatapp.sync`) and emits its `conversation` event after the write.
+the conversation's next versions first, writes its feed entries with the change (so a
+reader can record them if this process dies before it does: `chatapp.sync`), records
+them, and emits its `conversation` events after the write.
 """
 from bson import ObjectId
 from flask import current_app
@@ -55,18 +56,17 @@ def create_group(caller_id, title, member_ids):
     members = {str(caller_id): store.member_entry("owner", when)}
     members.update({str(m): store.member_entry("member", when) for m in others})
     # Versions 1..n: each member added (the creator first, as owner); n+1: the title.
+    ids = [caller_id, *others]
+    entries = [sync.pending(v, "member_added", user=u, by=caller_id, role=members[str(u)]["role"])
+               for v, u in enumerate(ids, start=1)]
+    entries.append(sync.pending(len(ids) + 1, "title_changed", title=title, by=caller_id))
     doc = {"_id": ObjectId(), "type": "group", "title": title, "created_by": caller_id,
-           "created_at": when, "members": members, "member_ids": [caller_id, *others],
-           "member_count": 1 + len(others), "seq": 0, "version": 2 + len(others),
-           "version_at": when, "last_at": when, "last_message_id": None}
+           "created_at": when, "members": members, "member_ids": ids,
+           "member_count": len(ids), "seq": 0, "version": len(entries), "version_at": when,
+           "last_at": when, "last_message_id": None, "pending": entries}
     store.insert(doc)
-    when = now()
-    for version, user in enumerate(doc["member_ids"], start=1):
-        sync.record_event(doc["_id"], version, when, "member_added", user=user, by=caller_id,
-                          role=members[str(user)]["role"])
-    version = sync.record_event(doc["_id"], doc["version"], when, "title_changed",
-                                title=title, by=caller_id)
-    emit_change("created", doc, caller_id, version)
+    versions = [_record(doc, entry) for entry in entries]
+    emit_change("created", doc, caller_id, versions[-1])
     return present(doc, caller_id)
 
 
@@ -106,12 +106,12 @@ def rename(caller_id, ref, title):
         role = _manager(doc, caller_id)
         if doc.get("title") == title:
             return present(doc, caller_id)
-        after = store.update(doc["_id"], {f"members.{caller_id}.role": role},
-                             {"$set": {"title": title}, "$inc": {"version": 1}})
+        entry, = _take(doc, ("title_changed", {"title": title, "by": caller_id}))
+        after = _write(doc, {f"members.{caller_id}.role": role}, {"$set": {"title": title}},
+                       [entry])
         if after is None:
             return None
-        version = _record(after, after["version"], "title_changed", title=title, by=caller_id)
-        emit_change("updated", after, caller_id, version)
+        emit_change("updated", after, caller_id, _record(after, entry))
         return present(after, caller_id)
     return _retrying(caller_id, ref, attempt)
 
@@ -132,20 +132,19 @@ def add_members(caller_id, ref, user_ids):
             raise ValidationError(details={"user_ids": [
                 f"At most {_max_members()} members in all ({doc['member_count']} now)."]})
         when = now()
-        after = store.update(
-            doc["_id"],
+        entries = _take(doc, *[("member_added", {"user": u, "by": caller_id, "role": "member"})
+                               for u in new])
+        after = _write(
+            doc,
             {f"members.{caller_id}.role": role, "member_ids": {"$nin": new},
              "member_count": {"$lte": room}},
             {"$set": {f"members.{u}": store.member_entry("member", when) for u in new},
              "$push": {"member_ids": {"$each": new}},
-             "$inc": {"member_count": len(new), "version": len(new)}})
+             "$inc": {"member_count": len(new)}}, entries)
         if after is None:
             return None
-        first = after["version"] - len(new) + 1
-        for offset, user in enumerate(new):
-            version = _record(after, first + offset, "member_added", user=user, by=caller_id,
-                              role="member")
-            emit_change("member_added", after, caller_id, version, user=user)
+        for user, entry in zip(new, entries):
+            emit_change("member_added", after, caller_id, _record(after, entry), user=user)
         return present(after, caller_id)
     return _retrying(caller_id, ref, attempt)
 
@@ -162,32 +161,48 @@ def remove_member(caller_id, ref, target_id):
             if caller_role == "admin" and target_role in MANAGERS:
                 raise Forbidden("an admin cannot remove the owner or another admin")
         changes = {"$unset": {f"members.{target_id}": ""}, "$pull": {"member_ids": target_id},
-                   "$inc": {"member_count": -1, "version": 1}}
+                   "$inc": {"member_count": -1}}
         heir = _heir(doc, target_id) if target_role == "owner" else None
+        events = [("member_removed", {"user": target_id, "by": caller_id})]
         if heir is not None:
             changes["$set"] = {f"members.{heir}.role": "owner"}
-            changes["$inc"]["version"] = 2
+            events.append(("role_changed", {"user": heir, "by": caller_id, "role": "owner"}))
+        entries = _take(doc, *events)
         condition = {f"members.{caller_id}.role": caller_role,
                      f"members.{target_id}.role": target_role}
-        after = store.update(doc["_id"], condition, changes)
+        after = _write(doc, condition, changes, entries)
         if after is None:
             return None
-        removed_version = _record(after, after["version"] - (1 if heir is not None else 0),
-                                  "member_removed", user=target_id, by=caller_id)
-        emit_change("member_removed", after, caller_id, removed_version, user=target_id,
-                    extra_to=[target_id])
+        emit_change("member_removed", after, caller_id, _record(after, entries[0]),
+                    user=target_id, extra_to=[target_id])
         if heir is not None:
-            version = _record(after, after["version"], "role_changed", user=heir,
-                              by=caller_id, role="owner")
-            emit_change("role_changed", after, caller_id, version, user=heir)
+            emit_change("role_changed", after, caller_id, _record(after, entries[1]), user=heir)
         return {"conversation": None if target_id == caller_id else present(after, caller_id)}
     return _retrying(caller_id, ref, attempt)["conversation"]
 
 
-def _record(after, version, kind, **fields):
-    """Record a change already written (at `version`) in the change feed."""
+def _take(doc, *events):
+    """Take one version per (type, fields) event, in order: their feed entries."""
+    last = store.take_version(doc["_id"], len(events))["version"]
+    first = last - len(events) + 1
+    return [sync.pending(first + i, kind, **fields) for i, (kind, fields) in enumerate(events)]
+
+
+def _write(doc, condition, changes, entries):
+    """The change with its feed entries, if `condition` still holds; else its numbers are
+    void (nothing was written at them) and None."""
+    push = {**changes.get("$push", {}), **sync.pending_push(entries)}
+    after = store.update(doc["_id"], condition, {**changes, "$push": push})
+    if after is None:
+        for entry in entries:
+            sync.void(doc["_id"], entry["v"])
+    return after
+
+
+def _record(after, entry):
+    """Record a change already written (with its entry) in the change feed: its version."""
     sync.writing()
-    return sync.record_event(after["_id"], version, now(), kind, **fields)
+    return sync.record_event(after["_id"], entry)
 
 
 def _heir(doc, leaving_id):
@@ -214,20 +229,17 @@ def change_role(caller_id, ref, target_id, role):
         if current == role:
             return present(doc, caller_id)
         changes = {f"members.{target_id}.role": role}
+        events = [("role_changed", {"user": target_id, "by": caller_id, "role": role})]
         if role == "owner":
             changes[f"members.{caller_id}.role"] = "admin"
-        bump = 2 if role == "owner" else 1
-        after = store.update(doc["_id"], {f"members.{caller_id}.role": "owner",
-                                          f"members.{target_id}.role": current},
-                             {"$set": changes, "$inc": {"version": bump}})
+            events.append(("role_changed", {"user": caller_id, "by": caller_id, "role": "admin"}))
+        entries = _take(doc, *events)
+        after = _write(doc, {f"members.{caller_id}.role": "owner",
+                             f"members.{target_id}.role": current}, {"$set": changes}, entries)
         if after is None:
             return None
-        version = _record(after, after["version"] - bump + 1, "role_changed", user=target_id,
-                          by=caller_id, role=role)
-        emit_change("role_changed", after, caller_id, version, user=target_id)
-        if role == "owner":
-            version = _record(after, after["version"], "role_changed", user=caller_id,
-                              by=caller_id, role="admin")
-            emit_change("role_changed", after, caller_id, version, user=caller_id)
+        for (_, fields), entry in zip(events, entries):
+            emit_change("role_changed", after, caller_id, _record(after, entry),
+                        user=fields["user"])
         return present(after, caller_id)
     return _retrying(caller_id, ref, attempt)

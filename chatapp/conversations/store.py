@@ -6,7 +6,8 @@ one member is a plain dotted `$set`/`$unset`, atomic with the rest of the docume
 
     {_id, type: "direct"|"group", pair?: "<low id>:<high id>", title, created_by,
      created_at, members: {"<user id>": {role, joined_at, read_up_to, delivered_up_to}},
-     member_ids: [ObjectId], member_count, seq, version, last_at, last_message_id}
+     member_ids: [ObjectId], member_count, seq, version, version_at, last_at,
+     last_message_id, pending: [the latest membership/marker/title changes' feed entries]}
 
 `seq` numbers the messages, `version` every change (message, marker, membership, title);
 `version_at` is when the last version was taken (the change feed, `chatapp.sync`, reads it).
@@ -125,13 +126,21 @@ def take_seq(conversation_id, sender_id, message_id, now):
     )
 
 
-def take_version(conversation_id):
-    """The next `version` of a conversation (a change that is not a new message)."""
+def take_version(conversation_id, count=1):
+    """The next `count` versions of a conversation (a change that is not a new message):
+    the document's `version` after is the last of them."""
     doc = conversations().find_one_and_update(
-        {"_id": conversation_id}, stamped({"$inc": {"version": 1}}),
+        {"_id": conversation_id}, stamped({"$inc": {"version": count}}),
         projection={"version": 1, "member_ids": 1, "type": 1},
         return_document=ReturnDocument.AFTER)
     return doc
+
+
+def pending_entry(conversation_id, version):
+    """The change feed's entry for `version` kept in the document (chatapp.sync), or None."""
+    doc = conversations().find_one({"_id": conversation_id, "pending.v": version},
+                                    {"pending": {"$elemMatch": {"v": version}}})
+    return doc["pending"][0] if doc and doc.get("pending") else None
 
 
 def update(conversation_id, condition, changes, before=False):

@@ -1,14 +1,17 @@
 """The change feed: record each version after its write, serve them in order.
 
-Every change of a conversation takes the next number of its `version` counter (in the
-same atomic update as the change itself, or with the message's `seq`), writes, then
-records that number here (`record_message`/`record_event`). Numbers are taken in order
+Every change of a conversation takes the next number of its `version` counter, writes,
+then records that number here (`record_message`/`record_event`). A message takes its
+number with its `seq` and is written with it (`version`); a membership, marker or title
+change takes its number first, then writes the change together with its feed entry into
+the conversation document (`pending`), so that whatever was written can be recorded. Numbers are taken in order
 but writes finish in any order (two processes, two senders), so a reader could see
 version 8 recorded while 7 is still being written. **Visibility rule**: `changes` answers
 only the unbroken run of recorded versions above `since`. A gap is waited for briefly
 (SYNC_GAP_WAIT_MS); once its number has been taken for longer than SYNC_WRITE_DEADLINE
 seconds, the reader settles it for good: it records the message written at that number if
-there is one (its writer died before recording it), else a `void` record. The unique
+there is one (its writer died before recording it), or the event whose entry the
+conversation document holds, else a `void` record. The unique
 `(conv, v)` index makes that final: a writer slower than the deadline finds its number
 taken, takes a fresh one and records the change there (a message's `version` is raised to
 it), so a change is never lost and a number, once visible, never gets anything below it.
@@ -31,6 +34,7 @@ FEED_MAX = 500
 ATTEMPTS = 5  # fresh numbers tried by a writer whose numbers keep being voided
 GAP_POLL = 0.02  # seconds between reads while waiting for a gap to fill
 EVENT_FIELDS = ("user", "by", "up_to", "title", "role")
+PENDING_KEEP = 50  # events kept in a conversation document after their own
 
 
 def now():
@@ -52,11 +56,25 @@ def record_message(conv_id, version, at, message_id):
     return _record(conv_id, version, at, {"kind": "message", "msg": message_id}, message_id)
 
 
-def record_event(conv_id, version, at, kind, **fields):
-    """A membership, marker or title change at `version` (already written)."""
-    body = {"kind": "event", "type": kind}
-    body.update({k: v for k, v in fields.items() if v is not None})
-    return _record(conv_id, version, at, body)
+def pending(version, kind, **fields):
+    """The change feed's entry for a membership, marker or title change at `version` (a
+    number taken beforehand): written into the conversation document by the change's own
+    update (`pending_push`), so a reader can record it if the writer dies before it does."""
+    entry = {"v": version, "type": kind}
+    entry.update({k: v for k, v in fields.items() if v is not None})
+    return entry
+
+
+def pending_push(entries):
+    """The `$push` that keeps `entries` in the conversation document, with the previous
+    PENDING_KEEP (a reader settles a number within SYNC_WRITE_DEADLINE of its taking)."""
+    return {"pending": {"$each": entries, "$slice": -(PENDING_KEEP + len(entries))}}
+
+
+def record_event(conv_id, entry, at=None):
+    """Record a change already written with its `pending` entry; returns its version."""
+    body = {"kind": "event", **{k: v for k, v in entry.items() if k != "v"}}
+    return _record(conv_id, entry["v"], at or now(), body)
 
 
 def void(conv_id, version):
@@ -138,10 +156,16 @@ def _visible(conv_id, since, upto, version_at):
 
 
 def _settle(conv_id, version, taken_by):
-    """A number open past the deadline: the message written at it (its writer died before
-    recording it), else void. Whoever inserts first wins; the loser re-reads."""
+    """A number open past the deadline: the message or the event written at it (its writer
+    died before recording it), else void (its write never happened). Whoever inserts first
+    wins; the loser re-reads."""
     doc = message_store.find_by_version(conv_id, version)
-    body = {"kind": "message", "msg": doc["_id"]} if doc is not None else {"kind": "void"}
+    if doc is not None:
+        body = {"kind": "message", "msg": doc["_id"]}
+    else:
+        entry = conversation_store.pending_entry(conv_id, version)
+        body = {"kind": "event", **{k: v for k, v in entry.items() if k != "v"}} \
+            if entry is not None else {"kind": "void"}
     store.insert(conv_id, version, taken_by, body)
 
 
