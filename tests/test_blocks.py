@@ -214,10 +214,6 @@ def test_the_send_check(app, trio):
         assert blocks.blocks_involving(alice) == {bob} == blocks.blocks_involving(alice)
 
 
-INTEGRATION = "send check integrated in chat/service.py by another engineer"
-
-
-@pytest.mark.xfail(strict=True, reason=INTEGRATION)
 def test_a_blocked_sender_gets_403_over_rest_and_nothing_is_stored(client, socket_client,
                                                                    trio):
     alice, bob, _ = trio
@@ -232,7 +228,6 @@ def test_a_blocked_sender_gets_403_over_rest_and_nothing_is_stored(client, socke
     assert received(b1, "chat message") == []
 
 
-@pytest.mark.xfail(strict=True, reason=INTEGRATION)
 def test_a_blocked_sender_gets_forbidden_over_sockets(client, socket_client, trio):
     alice, bob, _ = trio
     block(client, bob, alice)
@@ -244,7 +239,6 @@ def test_a_blocked_sender_gets_forbidden_over_sockets(client, socket_client, tri
     assert history(client, bob, alice, bob).get_json() == []
 
 
-@pytest.mark.xfail(strict=True, reason=INTEGRATION)
 def test_a_blocked_sender_gets_403_in_the_direct_conversation(client, trio):
     alice, bob, _ = trio
     first = sent(client, alice, bob, "before")
@@ -257,7 +251,6 @@ def test_a_blocked_sender_gets_403_in_the_direct_conversation(client, trio):
     assert [m["content"] for m in history(client, bob, alice, bob).get_json()] == ["before"]
 
 
-@pytest.mark.xfail(strict=True, reason=INTEGRATION)
 def test_the_blocker_cannot_message_the_blocked_user_either(client, trio):
     alice, bob, _ = trio
     block(client, bob, alice)
@@ -268,15 +261,12 @@ def test_the_blocker_cannot_message_the_blocked_user_either(client, trio):
     assert send(client, alice, bob, "hi back").status_code == 201
 
 
-@pytest.mark.xfail(strict=True, reason=INTEGRATION + " (and documents its 403)")
 def test_the_direct_send_403_is_documented(client):
     paths = client.get("/api/openapi.json").get_json()["paths"]
     assert "403" in paths["/api/chat/conversations/{conversation}/messages"]["post"]["responses"]
     assert "blocked" in paths["/api/chat/send"]["post"]["responses"]["403"]["description"]
 
 
-@pytest.mark.xfail(strict=True, reason="the 403 of POST /api/chat/groups is documented in "
-                                       "conversations/routes.py by its owner")
 def test_the_group_creation_403_is_documented(client):
     paths = client.get("/api/openapi.json").get_json()["paths"]
     assert "403" in paths["/api/chat/groups"]["post"]["responses"]

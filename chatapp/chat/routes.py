@@ -29,7 +29,8 @@ HISTORY_DOC = {"description": "Messages, newest first. `Link: <url>; rel=\"next\
                   headers=RATE_LIMIT_STATE_HEADERS)
 @blp.alt_response(200, schema=MessageEnvelopeSchema, description="A retry: the first message",
                   headers=RATE_LIMIT_STATE_HEADERS)
-@blp.alt_response(403, **error_doc(403, "`forbidden`: `sender` is not the token's user"))
+@blp.alt_response(403, **error_doc(403, "`forbidden`: `sender` is not the token's user, or "
+                                        "one of the pair blocked the other"))
 @blp.alt_response(404, **error_doc(404, "`not_found`: unknown receiver"))
 @blp.alt_response(429, **error_doc(429))
 @limits.limit_send
@@ -98,6 +99,8 @@ def list_messages_of_conversation(query, conversation):
                   headers=RATE_LIMIT_STATE_HEADERS)
 @blp.alt_response(200, schema=MessageEnvelopeSchema, description="A retry: the first message",
                   headers=RATE_LIMIT_STATE_HEADERS)
+@blp.alt_response(403, **error_doc(403, "`forbidden`: a direct conversation where one of the "
+                                        "pair blocked the other"))
 @blp.alt_response(404, **error_doc(404, "`not_found`: not a conversation of yours"))
 @blp.alt_response(429, **error_doc(429))
 @limits.limit_send

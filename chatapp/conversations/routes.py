@@ -37,6 +37,8 @@ def _user_id(value):
 @blp.doc(security=BEARER)
 @blp.alt_response(201, schema=ConversationEnvelopeSchema, description="Created",
                   headers=RATE_LIMIT_STATE_HEADERS)
+@blp.alt_response(403, **error_doc(403, "`forbidden`: a listed user blocked you (nothing "
+                                        "created)"))
 @blp.alt_response(404, **error_doc(404, "`not_found`: unknown user ids (nothing created)"))
 @blp.alt_response(429, **error_doc(429))
 @limits.limit_groups
@@ -89,7 +91,8 @@ def rename_conversation(body, conversation):
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=ConversationEnvelopeSchema, description="Members added",
                   headers=RATE_LIMIT_STATE_HEADERS)
-@blp.alt_response(403, **error_doc(403, "`forbidden`: not the owner or an admin"))
+@blp.alt_response(403, **error_doc(403, "`forbidden`: not the owner or an admin, or a listed "
+                                        "user blocked you (nothing added)"))
 @blp.alt_response(404, **error_doc(404, "`not_found`: not a conversation of yours, or unknown "
                                         "user ids (nothing added)"))
 @blp.alt_response(409, **DIRECT)

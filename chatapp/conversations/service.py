@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from bson import ObjectId
 
 from chatapp import realtime
+from chatapp.blocks import service as blocks
 from chatapp.chat import store as message_store
 from chatapp.chat.public import public_message
 from chatapp.conversations import store, upgrade
@@ -61,6 +62,11 @@ def take_direct_seq(sender_id, receiver_id, message_id, when):
     doc = store.bump_direct(pair, changes, inc)  # every message but a pair's first
     if doc is not None:
         return doc
+    existing = store.find_direct(pair)
+    if existing is not None and existing.get("blockers"):
+        blocks.refuse(sender_id, existing["blockers"])
+    if existing is None:  # the pair's first message: the blocks are asked once
+        blocks.check_can_message(sender_id, receiver_id)
     ids = sorted({sender_id, receiver_id})
     on_insert = {
         "_id": ObjectId(), "type": "direct", "title": None, "created_by": sender_id,

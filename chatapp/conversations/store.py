@@ -10,7 +10,8 @@ one member is a plain dotted `$set`/`$unset`, atomic with the rest of the docume
      last_message_id, pending: [the latest membership/marker/title changes' feed entries]}
 
 `seq` numbers the messages, `version` every change (message, marker, membership, title);
-`version_at` is when the last version was taken (the change feed, `chatapp.sync`, reads it).
+`version_at` is when the last version was taken (the change feed, `chatapp.sync`, reads it);
+`blockers` (direct only) who of the pair blocked the other (`chatapp.blocks`).
 Every query here is served by an index declared in `ensure_indexes`.
 """
 from datetime import datetime, timezone
@@ -87,10 +88,16 @@ def now():
     return datetime.now(timezone.utc)
 
 
+# A direct conversation whose pair has a block (`blockers`: who blocked whom) takes no
+# message: the send's own counter update refuses it, no extra query on the way.
+OPEN = {"blockers.0": {"$exists": False}}
+
+
 def bump_direct(pair, changes, inc):
-    """`changes`/`inc` on the pair's conversation if it exists (the counter fields after)."""
+    """`changes`/`inc` on the pair's conversation if it exists and has no block (the
+    counter fields after)."""
     return conversations().find_one_and_update(
-        {"pair": pair}, stamped({"$set": changes, "$inc": inc}), projection=COUNTER_FIELDS,
+        {"pair": pair, **OPEN}, stamped({"$set": changes, "$inc": inc}), projection=COUNTER_FIELDS,
         return_document=ReturnDocument.AFTER)
 
 
@@ -118,12 +125,19 @@ def take_seq(conversation_id, sender_id, message_id, now):
     """The next `seq` and `version` of a conversation the sender is a member of at this
     instant, recorded as its latest activity; None when the sender is not (any more)."""
     return conversations().find_one_and_update(
-        {"_id": conversation_id, "member_ids": sender_id},
+        {"_id": conversation_id, "member_ids": sender_id, **OPEN},
         {"$inc": {"seq": 1, "version": 1},
          "$set": {"last_at": now, "last_message_id": message_id, "version_at": now}},
         projection=COUNTER_FIELDS,
         return_document=ReturnDocument.AFTER,
     )
+
+
+def set_blocker(pair, blocker_id, blocked):
+    """Record (or forget) that one of a pair blocked the other, on their direct
+    conversation if it exists."""
+    op = "$addToSet" if blocked else "$pull"
+    conversations().update_one({"pair": pair}, {op: {"blockers": blocker_id}})
 
 
 def take_version(conversation_id, count=1):
