@@ -158,8 +158,8 @@ QUERIES = {
     "half_upgraded": lambda w: conversations.half_upgraded(),
     "find_legacy": lambda w: conversations.find_legacy(w["pair"]["pair"]),
     # search/store.py: a term only alice's pair holds, across all her conversations
-    "conversation_ids": lambda w: search.conversation_ids(w["alice"]),
-    "search page": lambda w: search.page(search.conversation_ids(w["alice"]), '"m25"', 20),
+    "ids_for_member": lambda w: conversations.ids_for_member(w["alice"]),
+    "search page": lambda w: search.page(conversations.ids_for_member(w["alice"]), '"m25"', 20),
     # users/store.py: users, sockets, revocations
     "find_user": lambda w: users.find_user(w["bob"]),
     "find_user_by_email": lambda w: users.find_user_by_email(f"{w['bob']}@example.com"),

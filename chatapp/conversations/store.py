@@ -181,6 +181,11 @@ def page_for_member(user_id, limit, kind=None, after=None):
     return list(cursor)
 
 
+def ids_for_member(user_id):
+    """Every conversation `user_id` is a member of now (the `by_member_activity` index)."""
+    return [doc["_id"] for doc in conversations().find({"member_ids": user_id}, {"_id": 1})]
+
+
 def shared_with(user_id, small_group_max):
     """Everyone who shares a direct conversation, or a group of at most `small_group_max`
     members, with `user_id`."""

@@ -17,8 +17,9 @@ words hold no letter or digit at all (`?!`) finds nothing.
 import re
 
 from chatapp.chat import store as message_store
-from chatapp.chat.public import public_message
+from chatapp.chat.public import public_messages
 from chatapp.conversations import service as conversations
+from chatapp.conversations import store as conversation_store
 from chatapp.errors import NotFound, ValidationError
 from chatapp.search import store
 
@@ -44,7 +45,7 @@ def search_messages(caller_id, q, conversation=None, limit=50, before=None):
     if conversation is not None:
         conversation_ids = [conversations.member_of(caller_id, conversation)["_id"]]
     else:
-        conversation_ids = store.conversation_ids(caller_id)
+        conversation_ids = conversation_store.ids_for_member(caller_id)
     position = _cursor(caller_id, before) if before is not None else None
     search = search_string(q)
     if not search or not conversation_ids:
@@ -52,7 +53,7 @@ def search_messages(caller_id, q, conversation=None, limit=50, before=None):
     page = store.page(conversation_ids, search, limit + 1, position)
     more = len(page) > limit
     page = page[:limit]
-    return [public_message(doc) for doc in page], \
+    return public_messages(page), \
         {"before": str(page[-1]["_id"])} if more else None
 
 

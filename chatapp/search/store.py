@@ -1,4 +1,4 @@
-"""The search's reads: the caller's conversations, and their messages through a text index.
+"""The search's read: messages of the caller's conversations, through a text index.
 
 The `search` text index on `messages.content` is declared with `default_language: "none"`: no
 stemming and no stop words, so a word matches as written (folded for case and diacritics),
@@ -17,11 +17,6 @@ NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 def ensure_indexes():
     mongo.db.messages.create_index([("content", TEXT)], default_language="none", name="search")
-
-
-def conversation_ids(user_id):
-    """Every conversation `user_id` is a member of now (the `by_member_activity` index)."""
-    return [doc["_id"] for doc in mongo.db.conversations.find({"member_ids": user_id}, {"_id": 1})]
 
 
 def page(conversation_ids, search, limit, before=None):

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 from flask import current_app
 
 from chatapp.chat import store as message_store
-from chatapp.chat.public import public_message
+from chatapp.chat.public import public_messages
 from chatapp.conversations import service as conversations
 from chatapp.conversations import store as conversation_store
 from chatapp.errors import ValidationError
@@ -124,7 +124,7 @@ def changes(caller_id, ref, since, limit):
             events.append(_event(record))
     docs = message_store.find_messages(latest) if latest else {}
     version = visible[-1]["v"] if visible else since
-    return {"messages": [public_message(docs[m]) for m in latest if m in docs],
+    return {"messages": public_messages([docs[m] for m in latest if m in docs]),
             "events": events, "version": version, "more": version < current}
 
 
