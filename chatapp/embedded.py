@@ -5,14 +5,17 @@ the whole collection: with it, storing a message cost time proportional to the n
 messages already stored, and one user's history request stalled every other client while
 it scanned every message (bench/README.md has the profile). MongoDB uses the indexes that
 `ensure_indexes` declares; this gives the embedded store the same shape: per collection, a
-hash from each declared index's key to the ids holding it (chatapp/embedded_index.py, with
-multikey arrays as MongoDB's), used for
+hash from each declared index's key to the ids holding it, multikey for arrays, and the
+documents of each first-field value in the order of the index's other fields
+(chatapp/embedded_index.py). They serve
 
-- the unique checks of an insert or update, and
-- queries with equalities (`v`, `$eq`, `$in`, a value of `$all`) on the leading fields of
-  an index, or on `_id`; a top-level `$or` whose every branch is so narrowed (the union of
-  the branches' candidates); `$and` (its narrowest branch); aggregations that start with a
-  `$match`. The narrowest lookup found (fewest candidates) wins.
+- the unique checks of an insert or update;
+- queries (chatapp/embedded_plan.py): equalities (`v`, `$eq`, `$in`, a value of `$all`) on
+  an index's leading fields, a range on the next field, a top-level `$or` whose every
+  branch is so narrowed, `$and`; aggregations that start with a `$match`;
+- sorts: a sort an index keeps is read in its order, and a limited cursor (`find_one` too:
+  limited to one, as MongoDB's) examines and copies only what it returns, where mongomock
+  matched, sorted and copied every candidate before cutting.
 
 TTL indexes expire documents through a heap instead of mongomock's sweep of every
 document at every access (chatapp/embedded_ttl.py).
@@ -23,11 +26,11 @@ MongoDB's text index selects them) or the narrower candidates of the rest of the
 index keeps its `default_language`, `language_override` and `weights`, which mongomock drops.
 
 It never answers differently from a scan: candidates are a superset of the matching
-documents, re-checked with mongomock's own filter in mongomock's own order; a document is
-re-keyed whenever mongomock re-checks its unique indexes (after every insert and every
-update that changed it), ids of deleted documents are dropped when met, and whatever no hash
-can hold falls back to mongomock's scan. tests/test_hardening_store.py compares the two
-on random writes and queries.
+documents, re-checked with mongomock's own filter, in mongomock's own order (ties of a sort
+in natural order); a document is re-keyed whenever mongomock re-checks its unique indexes
+(after every insert and every update that changed it), ids of deleted documents are dropped
+when met, and whatever no hash can hold falls back to mongomock's scan.
+tests/test_hardening_store.py compares the two on random writes and queries.
 Only `chatapp.db` installs it, and only for the embedded store.
 """
 import functools
@@ -37,8 +40,8 @@ from collections.abc import Mapping
 from mongomock import DuplicateKeyError, filtering, helpers
 from mongomock.collection import Collection, Cursor
 
-from chatapp import embedded_text, embedded_ttl
-from chatapp.embedded_index import UNUSABLE, hashes, id_of, keyable, keys_of, live
+from chatapp import embedded_plan, embedded_text, embedded_ttl
+from chatapp.embedded_index import UNUSABLE, hashes, id_of, keys_of, live
 
 _original = {}  # mongomock's Collection methods replaced here
 _original_cursor = {}  # and its Cursor's
@@ -48,10 +51,12 @@ def install():
     """Patch mongomock's Collection once per process (idempotent)."""
     if _original:
         return
-    for name in ("_ensure_uniques", "_iter_documents", "aggregate", "find_one", "create_index"):
+    for name in ("_ensure_uniques", "_iter_documents", "_get_dataset", "aggregate", "find_one",
+                 "create_index"):
         _original[name] = getattr(Collection, name)
     Collection._ensure_uniques = _ensure_uniques
     Collection._iter_documents = _iter_documents
+    Collection._get_dataset = _get_dataset
     Collection.aggregate = _aggregate
     Collection.find_one = _find_one
     Collection.create_index = _create_index
@@ -109,10 +114,10 @@ def _iter_documents(self, filter):
     if isinstance(filter, dict) and "$text" in filter:
         filter = dict(filter)
         text = embedded_text.query(self._store, filter.pop("$text"))
-    buckets = _plan(self._store, filter)
+    buckets = embedded_plan.plan(self._store, filter)
     if text is not None:
         holding = text.holding(hashes(self._store))
-        if buckets is None or _size(holding) < _size(buckets):
+        if buckets is None or embedded_plan.size(holding) < embedded_plan.size(buckets):
             buckets = holding
     if buckets is None:
         found = _original["_iter_documents"](self, filter)
@@ -127,71 +132,13 @@ def _create_index(self, key_or_list, cache_for=300, session=None, **kwargs):
                                       session, kwargs)
 
 
-def _alternatives(condition):
-    """The values an equality (`v`, `{"$eq": v}`, `{"$in": [...]}`) allows, or None."""
-    if isinstance(condition, dict):
-        if "$eq" in condition:
-            values = [condition["$eq"]]
-        elif isinstance(condition.get("$in"), list):
-            values = condition["$in"]
-        else:
-            return None  # a range, or a sub-document to match whole
-    else:
-        values = [condition]
-    if not all(keyable(v) for v in values):
-        return None
-    return list(dict.fromkeys(values))
-
-
-def _size(buckets):
-    return sum(len(bucket) for bucket in buckets)
-
-
-def _plan(store, filter):
-    """Id buckets holding every document `filter` may match (the smallest choice found),
-    or None when no index narrows it: then mongomock scans."""
-    if not isinstance(filter, dict) or not filter:
-        return None
-    if "_id" in filter:
-        ids = _alternatives(filter["_id"])
-        if ids is not None and None not in ids:
-            return [ids]
-    options = [_by_index(store, filter)]
-    if isinstance(filter.get("$and"), list):
-        options.extend(_plan(store, branch) for branch in filter["$and"])
-    if isinstance(filter.get("$or"), list) and filter["$or"]:
-        branches = [_plan(store, branch) for branch in filter["$or"]]
-        if all(branch is not None for branch in branches):
-            options.append([bucket for branch in branches for bucket in branch])
-    options = [option for option in options if option is not None]
-    return min(options, key=_size) if options else None
-
-
-def _by_index(store, filter):
-    """The narrowest index lookup the top-level equalities of `filter` allow, or None.
-
-    `{"f": {"$all": [a, b]}}` needs every document to hold a (and b): each value alone
-    narrows like an equality."""
-    allowed, every = {}, []
-    for field, condition in filter.items():
-        if field.startswith("$"):
-            continue
-        values = _alternatives(condition)
-        if values is not None:
-            allowed[field] = values
-        elif isinstance(condition, dict) and isinstance(condition.get("$all"), list) \
-                and condition["$all"] and all(keyable(v) for v in condition["$all"]):
-            every.extend((field, value) for value in condition["$all"][:8])
-    choices = [allowed] if allowed else []
-    choices += [{**allowed, field: [value]} for field, value in every]
-    best = None
-    for choice in choices:
-        equal = {field: values[0] for field, values in choice.items() if len(values) == 1}
-        for index in hashes(store).indexes:
-            buckets = index.lookup(choice, equal)
-            if buckets is not None and (best is None or _size(buckets) < _size(best)):
-                best = buckets
-    return best
+def _get_dataset(self, spec, sort, fields, as_class):
+    """A sort an index keeps is read in its order, not sorted after a full match."""
+    if sort:
+        ordered = embedded_plan.in_order(self._store, spec, sort)
+        if ordered is not None:
+            return (self._copy_only_fields(doc, fields, as_class) for doc in ordered)
+    return _original["_get_dataset"](self, spec, sort, fields, as_class)
 
 
 def _aggregate(self, pipeline, session=None, **kwargs):

@@ -17,6 +17,7 @@ from bson import ObjectId
 from mongomock import filtering, helpers
 
 from chatapp import embedded_text, embedded_ttl
+from chatapp.embedded_order import Order
 
 KEYABLE = (str, int, float, ObjectId, datetime.datetime, bytes, uuid.UUID, type(None))
 UNUSABLE = object()
@@ -77,6 +78,9 @@ class Index:
         self.prefixes = [{} for _ in self.fields]
         self.ids = self.prefixes[-1]  # the whole key
         self.keys = {}  # doc id -> its keys
+        # The documents of each first-field value in the order of the other fields (ranges
+        # and sorts on them); None: not kept (one field, or values it cannot order).
+        self.ordered = Order() if len(self.fields) > 1 else None
 
     def covers(self, doc):
         if self.partial is not None and not filtering.filter_applies(self.partial, doc):
@@ -85,7 +89,7 @@ class Index:
             return False
         return True
 
-    def add(self, doc):
+    def add(self, doc, place):
         doc_id = id_of(doc)
         self.discard(doc_id)
         if not self.usable or not self.covers(doc):
@@ -99,19 +103,30 @@ class Index:
             for n, by_prefix in enumerate(self.prefixes, 1):
                 by_prefix.setdefault(key[:n], {})[doc_id] = None
         self.keys[doc_id] = keys
+        if self.ordered is not None:
+            self._order(doc, doc_id, place, keys)
+
+    def _order(self, doc, doc_id, place, keys):
+        trailing = [values_of(doc, f) for f in self.fields[1:]]
+        if not self.ordered.add(doc_id, place, dict.fromkeys(key[0] for key in keys), trailing):
+            self.ordered = None
 
     def discard(self, doc_id):
-        for key in self.keys.pop(doc_id, ()):
+        keys = self.keys.pop(doc_id, ())
+        for key in keys:
             for n, by_prefix in enumerate(self.prefixes, 1):
                 holders = by_prefix.get(key[:n])
                 if holders is not None:
                     holders.pop(doc_id, None)
                     if not holders:
                         del by_prefix[key[:n]]
+        if self.ordered is not None and \
+                not self.ordered.discard(doc_id, dict.fromkeys(key[0] for key in keys)):
+            self.ordered = None
 
-    def lookup(self, allowed, equal):
-        """The buckets holding every document whose leading fields take values in `allowed`
-        (field -> list of values), or None when this index cannot tell."""
+    def _prefix(self, allowed, equal):
+        """How many leading fields `allowed` (field -> values) binds, and their keys; None
+        when documents matching them may be missing from this index."""
         if not self.usable:
             return None
         n, combinations = 0, 1
@@ -130,8 +145,33 @@ class Index:
                 filtering.filter_applies(self.partial, {**equal, **dict(zip(self.fields, key))})
                 for key in keys):
             return None
+        return n, keys
+
+    def lookup(self, allowed, equal, ranges):
+        """The buckets (id collections) holding every document whose leading fields take
+        values in `allowed`, narrowed by a range on the next field when the order is kept;
+        None when this index cannot tell."""
+        found = self._prefix(allowed, equal)
+        if found is None:
+            return None
+        n, keys = found
+        if n == 1 and self.ordered is not None and self.fields[1] in ranges:
+            sources = self.ordered.slices((key[0] for key in keys), ranges[self.fields[1]])
+            if sources is not None:
+                return [[entry[2] for entry in source] for source in sources]
         by_prefix = self.prefixes[n - 1]
         return [by_prefix[key] for key in keys if key in by_prefix]
+
+    def in_order(self, allowed, equal, ranges, sort_fields):
+        """Entry lists, each in the order of `sort_fields`, holding every document whose
+        first field takes a value in `allowed`; None when this index does not keep it."""
+        if self.ordered is None or self.fields[1:1 + len(sort_fields)] != sort_fields \
+                or self.fields[0] not in allowed:
+            return None
+        found = self._prefix({self.fields[0]: allowed[self.fields[0]]}, equal)
+        if found is None:
+            return None
+        return self.ordered.slices((key[0] for key in found[1]), ranges.get(self.fields[1], {}))
 
 
 class TextIndex:
@@ -151,7 +191,7 @@ class TextIndex:
     def covers(self, doc):
         return True
 
-    def add(self, doc):
+    def add(self, doc, place):
         doc_id = id_of(doc)
         text = " ".join(embedded_text.texts_of(doc, self.fields))
         if doc_id in self.keys and self.keys[doc_id][0] == text:
@@ -170,8 +210,11 @@ class TextIndex:
                 if not holders:
                     del self.by_term[term]
 
-    def lookup(self, allowed, equal):
+    def lookup(self, allowed, equal, ranges):
         return None  # a text index answers `$text` only (`holding`)
+
+    def in_order(self, allowed, equal, ranges, sort_fields):
+        return None
 
     def holding(self, terms):
         """The buckets of the documents holding any of `terms`."""
@@ -194,9 +237,9 @@ class Hashes:
         self.places = {}
         self.next_place = itertools.count()
         for doc in list(store._documents.values()):
-            self.places[id_of(doc)] = next(self.next_place)
+            place = self.places[id_of(doc)] = next(self.next_place)
             for index in self.indexes:
-                index.add(doc)
+                index.add(doc, place)
 
     def add(self, store, doc):
         """`doc` was inserted or changed (mongomock re-checks its unique indexes then)."""
@@ -204,7 +247,7 @@ class Hashes:
         if doc_id not in self.places or next(reversed(store._documents)) == doc_id:
             self.places[doc_id] = next(self.next_place)  # new (or re-inserted): last
         for index in self.indexes:
-            index.add(doc)
+            index.add(doc, self.places[doc_id])
         embedded_ttl.written(store, doc)
 
     def forget(self, doc_ids):

@@ -22,7 +22,7 @@ from mongomock import filtering
 from mongomock.store import CollectionStore
 from pymongo import ASCENDING, DESCENDING
 
-from chatapp import create_app, embedded, embedded_ttl
+from chatapp import create_app, embedded, embedded_plan, embedded_ttl
 from chatapp.chat import store as messages
 from chatapp.conversations import store as conversations
 from chatapp.extensions import mongo
@@ -245,16 +245,18 @@ FIELDS = {
     "extra": st.one_of(scalar, st.just([[USERS[0]]]), st.just([{"u": USERS[0]}]),
                        st.just({"u": 1})),
     "type": st.sampled_from(["direct", "group"]),
-    "at": st.integers(0, 3),
+    "at": st.one_of(st.integers(0, 3), st.integers(0, 3), st.none(),
+                    st.sampled_from(["x", 2.0, True, [2, 0], []])),
     "pair": st.sampled_from(["x:y", "y:z", 7, None]),
     "legacy": st.sampled_from([True, False, 1, 1.0, 0, None]),
     "token": st.one_of(st.sampled_from([True, 1, 1.0, "t", None]), st.just([1, 2])),
     "tags": st.one_of(st.fixed_dictionaries({"kind": scalar}), st.just([{"kind": "a"}]),
                       st.just("flat")),
 }
+# Every document has a seq, spread wide: the unique (conv, seq) index refuses few inserts.
 document = st.fixed_dictionaries(
-    {"_id": st.integers(1, 12)},
-    optional={field: values for field, values in FIELDS.items()})
+    {"_id": st.integers(1, 12), "seq": st.integers(0, 40)},
+    optional={field: values for field, values in FIELDS.items() if field != "seq"})
 
 
 def leaf():
@@ -269,6 +271,11 @@ def leaf():
         scalar.map(lambda v: {"tags.kind": v}),  # through a sub-document, or an array of them
         st.lists(user, min_size=1, max_size=2).map(lambda us: {"member_ids": {"$all": us}}),
         st.integers(0, 4).map(lambda n: {"seq": {"$gt": n}}),
+        st.tuples(st.sampled_from(["at", "seq"]), st.sampled_from(["$gt", "$gte", "$lt", "$lte"]),
+                  st.one_of(st.integers(0, 4), st.none(), st.just("x"), st.just(1.5))).map(
+            lambda t: {t[0]: {t[1]: t[2]}}),
+        st.tuples(user, st.integers(0, 3), st.integers(0, 3)).map(  # the app's range shape
+            lambda t: {"sender": t[0], "at": {"$gte": t[1], "$lt": t[2] + 1}}),
         st.integers(1, 13).map(lambda n: {"_id": n}),
         st.lists(st.integers(1, 13), max_size=3).map(lambda ns: {"_id": {"$in": ns}}),
     )
@@ -356,6 +363,12 @@ def answers(c, q):
         outcome(lambda: sorted(map(repr, c.distinct("type", q)))),
         outcome(lambda: c.find_one(q, sort=[("seq", DESCENDING), ("_id", ASCENDING)])),
         outcome(lambda: [d["_id"] for d in c.find(q, skip=1, limit=2).sort("_id", DESCENDING)]),
+        # sorts an index keeps (read in its order, ties in natural order), limited or not
+        outcome(lambda: [d["_id"] for d in c.find(q).sort([("at", DESCENDING),
+                                                             ("_id", DESCENDING)]).limit(3)]),
+        outcome(lambda: [d["_id"] for d in c.find(q).sort("at", ASCENDING).limit(4)]),
+        outcome(lambda: [d["_id"] for d in c.find(q).sort("at", DESCENDING)]),
+        outcome(lambda: [d["_id"] for d in c.find(q, skip=1).sort("seq", DESCENDING).limit(2)]),
         outcome(lambda: sorted(map(repr, c.aggregate([{"$match": q},
                                                       {"$group": {"_id": "$conv"}}])))),
     )
@@ -368,10 +381,27 @@ def collection():
     return c
 
 
+@contextlib.contextmanager
+def index_order_always(on):
+    """With `on`, a sort an index keeps is read in its order even over a handful of
+    candidates (the store sorts those instead): the small collections here test that path."""
+    small = embedded_plan.SMALL
+    embedded_plan.SMALL = -1 if on else small
+    try:
+        yield
+    finally:
+        embedded_plan.SMALL = small
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(write, max_size=12), st.lists(query, min_size=1, max_size=6))
-def test_hashed_answers_equal_scans(writes, queries):
+@given(st.lists(write, max_size=12), st.lists(query, min_size=1, max_size=6), st.booleans())
+def test_hashed_answers_equal_scans(writes, queries, in_index_order):
     embedded.install()
+    with index_order_always(in_index_order):
+        check_hashed_answers(writes, queries)
+
+
+def check_hashed_answers(writes, queries):
     hashed = collection()
     with plain_mongomock():
         plain = collection()
@@ -458,3 +488,141 @@ def test_ttl_expiry_equals_mongomocks_sweep(steps):
                     steps[:n + 1]
     finally:
         mongomock.utcnow = real_utcnow
+
+
+# --- the app's own shapes, dense enough that sorts meet ties and ranges cut buckets -------
+
+MESSAGE_INDEXES = [
+    ([("conv", ASCENDING), ("seq", ASCENDING)], {"unique": True, "name": "history"}),
+    ([("sender", ASCENDING), ("client_id", ASCENDING)],
+     {"unique": True, "partialFilterExpression": {"client_id": {"$type": "string"}},
+      "name": "idempotent_send"}),
+    ([("sender", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)], {"name": "by_sender"}),
+    ([("receiver", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)], {"name": "by_receiver"}),
+    ([("receiver", ASCENDING), ("read_at", ASCENDING), ("sender", ASCENDING)], {"name": "unread"}),
+]
+few_users = st.sampled_from(USERS[:3])
+message = st.fixed_dictionaries(
+    {"_id": st.integers(1, 12), "conv": st.sampled_from("ab"), "seq": st.integers(0, 12),
+     "sender": few_users, "receiver": st.one_of(few_users, st.none()), "at": st.integers(0, 3),
+     "read_at": st.one_of(st.none(), st.integers(0, 3))},
+    optional={"client_id": st.sampled_from(["p", "q"])})
+direction = st.sampled_from([ASCENDING, DESCENDING])
+message_write = st.one_of(
+    st.tuples(st.just("insert"), message), st.tuples(st.just("insert"), message),
+    st.tuples(st.just("set"), st.integers(1, 12).map(lambda i: {"_id": i}),
+              st.fixed_dictionaries({"seq": st.integers(0, 12)}, optional={"at": st.integers(0, 3)})),
+    st.tuples(st.just("set"), st.integers(1, 12).map(lambda i: {"_id": i}),
+              st.fixed_dictionaries({}, optional={"at": st.integers(0, 3), "seq": st.integers(0, 12),
+                                                  "read_at": st.integers(0, 3), "receiver": few_users})),
+    st.tuples(st.just("delete"), st.integers(1, 12).map(lambda i: {"_id": i})),
+    st.tuples(st.just("replace"), st.integers(1, 12), message),
+)
+
+
+def mine(u):
+    return {"$or": [{"sender": u, "receiver": {"$ne": None}}, {"receiver": u}]}
+
+
+message_read = st.one_of(
+    # user_page, with and without a position, both directions
+    st.tuples(few_users, direction, st.integers(1, 6)).map(
+        lambda t: ("sorted", mine(t[0]), [("at", t[1]), ("_id", t[1])], t[2])),
+    st.tuples(few_users, direction, st.integers(0, 3), st.integers(1, 30), st.integers(1, 6)).map(
+        lambda t: ("sorted", {"$and": [mine(t[0]), {"$or": [
+            {"at": {"$lt" if t[1] < 0 else "$gt": t[2]}},
+            {"at": t[2], "_id": {"$lt" if t[1] < 0 else "$gt": t[3]}}]}]},
+            [("at", t[1]), ("_id", t[1])], t[4])),
+    # conversation pages and their cursors, newest/oldest, counts above a marker
+    st.tuples(st.sampled_from("ab"), st.sampled_from(["$lt", "$gt", "$lte", "$gte"]),
+              st.integers(0, 12), direction, st.integers(0, 5)).map(
+        lambda t: ("sorted", {"conv": t[0], "seq": {t[1]: t[2]}}, [("seq", t[3])], t[4])),
+    st.tuples(st.sampled_from("ab"), direction).map(
+        lambda t: ("sorted", {"conv": t[0]}, [("seq", t[1])], 1)),
+    st.tuples(st.sampled_from("ab"), st.integers(0, 12), few_users).map(
+        lambda t: ("count", {"conv": t[0], "seq": {"$gt": t[1]}, "sender": {"$ne": t[2]}})),
+    st.tuples(st.sampled_from("ab"), few_users, few_users).map(
+        lambda t: ("sorted", {"conv": t[0], "receiver": t[1], "sender": {"$ne": t[1]},
+                              "read_at": {"$ne": None}}, [("seq", DESCENDING)], 1)),
+    # sorts on a prefix of an index's order: ties on `at` come in natural order
+    st.tuples(st.sampled_from(["sender", "receiver"]), few_users, direction,
+              st.integers(0, 8)).map(lambda t: ("sorted", {t[0]: t[1]}, [("at", t[2])], t[3])),
+    st.tuples(few_users, st.integers(0, 3), st.integers(0, 3), direction).map(
+        lambda t: ("sorted", {"sender": t[0], "at": {"$gte": t[1], "$lte": t[2]}},
+                   [("at", t[3]), ("_id", t[3])], 0)),
+)
+
+
+def read(c, r):
+    if r[0] == "count":
+        return outcome(lambda: c.count_documents(r[1]))
+    cursor = c.find(r[1]).sort(r[2])
+    return outcome(lambda: [d["_id"] for d in (cursor.limit(r[3]) if r[3] else cursor)])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(message_write, min_size=4, max_size=30), st.lists(message_read, min_size=1, max_size=8),
+       st.booleans())
+def test_the_apps_query_shapes_answer_as_scans(writes, reads, in_index_order):
+    embedded.install()
+    with index_order_always(in_index_order):
+        check_app_shapes(writes, reads)
+
+
+def check_app_shapes(writes, reads):
+    sides = []
+    for plain in (False, True):
+        with plain_mongomock() if plain else contextlib.nullcontext():
+            c = mongomock.MongoClient().db[f"m{ObjectId()}"]
+            for keys, options in MESSAGE_INDEXES:
+                c.create_index(keys, **options)
+            sides.append(c)
+    hashed, plain = sides
+    for step, op in enumerate(writes):
+        result = outcome(lambda: apply(hashed, op))
+        with plain_mongomock():
+            assert result == outcome(lambda: apply(plain, op)), writes[:step + 1]
+    for r in reads:
+        got = read(hashed, r)
+        with plain_mongomock():
+            assert got == read(plain, r), (writes, r)
+
+
+AWARE = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+EDGE_DOCUMENTS = [
+    # an array where the order is kept: mongomock sorts it by its first element and a range
+    # matches any element, so that index's order is no longer used
+    [{"at": 3}, {"at": [0, 5]}, {"at": 1}, {"at": []}, {"at": 2}],
+    # values of every kind mongomock orders by BSON type, ties among them
+    [{"at": "b"}, {"at": None}, {"at": 2}, {"at": 2.0}, {"at": True}, {}, {"at": "a"},
+     {"at": b"b"}, {"at": b"aa"}, {"at": ObjectId("0" * 24)}, {"at": AWARE.replace(tzinfo=None)}],
+    # aware and naive datetimes (mongomock stores both as naive UTC)
+    [{"at": AWARE}, {"at": AWARE.replace(tzinfo=None)}, {"at": AWARE}],
+]
+
+
+@pytest.mark.parametrize("documents", EDGE_DOCUMENTS)
+@pytest.mark.parametrize("in_index_order", [True, False])
+def test_index_order_edge_cases_answer_as_scans(documents, in_index_order):
+    embedded.install()
+    sides = []
+    for plain in (False, True):
+        with plain_mongomock() if plain else contextlib.nullcontext():
+            c = mongomock.MongoClient().db[f"e{ObjectId()}"]
+            c.create_index([("sender", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)])
+            for n, doc in enumerate(documents * 2):
+                c.insert_one({"_id": n, "sender": USERS[n % 2], **doc})
+            c.delete_one({"_id": 1})
+            c.update_one({"_id": 2}, {"$set": {"sender": USERS[0]}})
+            sides.append(c)
+    reads = [("sorted", {"sender": USERS[0]}, [("at", d), ("_id", d)], k)
+             for d in (ASCENDING, DESCENDING) for k in (0, 1, 3)]
+    reads += [("sorted", {"sender": USERS[0], "at": {op: bound}}, [("at", ASCENDING)], 0)
+              for op in ("$gt", "$gte", "$lt", "$lte")
+              for bound in (1, 2, None, "a", b"a", b"ab", AWARE.replace(tzinfo=None))]
+    reads += [("count", {"sender": {"$in": USERS[:2]}, "at": {"$gte": 1, "$lt": 3}})]
+    with index_order_always(in_index_order):
+        for r in reads:
+            got = read(sides[0], r)
+            with plain_mongomock():
+                assert got == read(sides[1], r), r

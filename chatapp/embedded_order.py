@@ -1,0 +1,108 @@
+"""The order an index of the embedded store keeps (chatapp/embedded_index.py): for each value
+of its first field, the documents sorted by its other fields exactly as mongomock's sort
+orders them, so a range on the second field is a slice and a sort is a walk (in
+chatapp/embedded_plan.py) that a limited cursor stops early.
+
+An entry is (the other fields' sort keys, the document's place in natural order, its id):
+`order_key` turns a value into a tuple Python orders as mongomock's BSON comparison does.
+A value it cannot order so (an array: mongomock sorts it by its first element while a range
+matches any element; values Python cannot compare) makes `add` answer False: the index then
+keeps no order, and queries use its hashes alone.
+"""
+import bisect
+
+from mongomock.filtering import _get_compare_type
+
+RANGES = ("$gt", "$gte", "$lt", "$lte")
+
+
+def order_key(value):
+    """Where mongomock's sort (its bson_compare) puts `value`, as a tuple Python orders:
+    the BSON type's rank, then the value (binary data: its length first)."""
+    rank = _get_compare_type(value)
+    if value is None:
+        return (rank, 0)
+    if isinstance(value, bytes):
+        return (rank, len(value), value)
+    return (rank, value)
+
+
+class Order:
+    def __init__(self):
+        self.lists = {}  # first-field value -> entries, sorted
+        self.entries = {}  # doc id -> its entry
+
+    def add(self, doc_id, place, firsts, trailing):
+        """File a document under each of its first-field values; False: cannot be kept.
+        `trailing`: (values, from an array) of each other field (embedded_index.values_of)."""
+        if any(from_array for _, from_array in trailing):
+            return False
+        entry = (tuple(order_key(values[0]) for values, _ in trailing), place, doc_id)
+        try:
+            for first in firsts:
+                bisect.insort(self.lists.setdefault(first, []), entry)
+        except TypeError:  # values Python cannot order together
+            return False
+        self.entries[doc_id] = entry
+        return True
+
+    def discard(self, doc_id, firsts):
+        entry = self.entries.pop(doc_id, None)
+        if entry is None:
+            return True
+        try:
+            for first in firsts:
+                entries = self.lists.get(first, [])
+                i = bisect.bisect_left(entries, entry)
+                if i < len(entries) and entries[i][2] == doc_id:
+                    del entries[i]
+                if not entries:
+                    self.lists.pop(first, None)
+        except TypeError:
+            return False
+        return True
+
+    def slices(self, firsts, condition):
+        """Each first-field value's entries (copies) whose second field meets `condition`'s
+        range: a superset (mongomock compares only values of one type; its filter
+        re-checks); None when the bounds cannot be compared."""
+        out = []
+        try:
+            for first in firsts:
+                entries = self.lists.get(first, [])
+                lo, hi = 0, len(entries)
+                for op, bound in condition.items():
+                    if op in RANGES and _orderable(bound):
+                        lo, hi = _narrow(entries, op, order_key(bound), lo, hi)
+                out.append(entries[lo:hi])
+        except TypeError:
+            return None
+        return out
+
+
+def _orderable(value):
+    try:
+        _get_compare_type(value)
+    except NotImplementedError:
+        return False
+    return not isinstance(value, (dict, list, tuple)) and value == value  # NaN: no slice
+
+
+def _first(entry):
+    return entry[0][0]
+
+
+def _narrow(entries, op, bound, lo, hi):
+    """A range on the first sorted field; values of other types than the bound's are out
+    (mongomock's type bracketing)."""
+    start = bisect.bisect_left(entries, bound[:1], key=_first)
+    end = bisect.bisect_left(entries, (bound[0] + 1,), key=_first)
+    if op == "$gt":
+        start = bisect.bisect_right(entries, bound, key=_first)
+    elif op == "$gte":
+        start = bisect.bisect_left(entries, bound, key=_first)
+    elif op == "$lt":
+        end = bisect.bisect_left(entries, bound, key=_first)
+    else:
+        end = bisect.bisect_right(entries, bound, key=_first)
+    return max(lo, start), min(hi, end)
