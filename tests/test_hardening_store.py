@@ -5,9 +5,11 @@ A history request used to scan every stored message inside the event loop (a top
 (`member_ids` is an array, which the hashes skipped). Here each store query runs once over
 the data of three users, then again with ten times as much data of other users beside it:
 the documents it examines (calls of mongomock's filter on a document) must not change, and
-stay within what the users themselves own. A property test checks that the hashes answer
+stay within what the users themselves own. Property tests check that the store answers
 exactly as mongomock's own scans do, for random writes and queries (`$or`, `$and`, `$in`,
-`$all`, arrays) over indexes like the app's (compound, multikey, unique, partial, sparse).
+`$all`, ranges, arrays, sorts read in an index's order with ties, skip and limit) over
+indexes like the app's (compound, multikey, unique, partial, sparse), and that TTL indexes
+expire the same documents as mongomock's sweep while an access reads only what is due.
 """
 import contextlib
 import datetime
