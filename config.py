@@ -142,6 +142,16 @@ class Config:
     MAX_GROUP_MEMBERS = env_int("MAX_GROUP_MEMBERS", 256)
     SMALL_GROUP_MAX = env_int("SMALL_GROUP_MAX", 50)
 
+    # Attachments (chatapp/attachments): the largest file in bytes (its upload is the one body
+    # allowed past MAX_CONTENT_LENGTH); how long a signed download URL (`Attachment.url`) works,
+    # seconds; how long an upload never sent in a message is kept, seconds; how often each
+    # process sweeps those away, seconds (0: never); uploads per user.
+    MAX_ATTACHMENT_BYTES = env_int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024)
+    ATTACHMENT_URL_SECONDS = env_int("ATTACHMENT_URL_SECONDS", 3600)
+    ATTACHMENT_ORPHAN_SECONDS = env_int("ATTACHMENT_ORPHAN_SECONDS", 24 * 3600)
+    ATTACHMENT_SWEEP_SECONDS = env_int("ATTACHMENT_SWEEP_SECONDS", 3600)
+    RATELIMIT_UPLOADS = env("RATELIMIT_UPLOADS", default="60 per hour")
+
     # The change feed (chatapp/sync): a version recorded above one still being written is
     # held back; a reader waits up to SYNC_GAP_WAIT_MS for the gap, and a number taken more
     # than SYNC_WRITE_DEADLINE seconds ago and still unrecorded is settled for good (its
@@ -214,6 +224,7 @@ class TestingConfig(Config):
     TRUSTED_PROXIES = 0
     PRESENCE_HEARTBEAT_SECONDS = 0  # tests call chatapp.chat.heartbeat.beat/sweep themselves
     PRESENCE_DAMPING_SECONDS = 0  # announced at once; the damping has tests of its own
+    ATTACHMENT_SWEEP_SECONDS = 0  # tests call chatapp.attachments.orphans.sweep_orphans
 
 
 class ProductionConfig(Config):

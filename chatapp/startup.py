@@ -8,6 +8,7 @@ messages from being stored twice.
 """
 import logging
 
+from chatapp.attachments import store as attachment_store
 from chatapp.blocks import store as block_store
 from chatapp.chat import store as chat_store
 from chatapp.conversations import store as conversation_store
@@ -27,6 +28,7 @@ def ensure_indexes():
     chat_store.ensure_indexes()
     conversation_store.ensure_indexes()
     sync_store.ensure_indexes()
+    attachment_store.ensure_indexes()
     search_store.ensure_indexes()
     block_store.ensure_indexes()
 
