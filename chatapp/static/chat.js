@@ -1,5 +1,8 @@
 // chatapp's demo page: REST for accounts and history, Socket.IO for everything live.
-// Plain browser JavaScript, no build step; user text only ever goes through textContent.
+// Plain browser JavaScript, no build step. Whatever comes from the server or from users (message
+// text, names, filenames, emoji) only ever goes through textContent and DOM properties, never
+// innerHTML; the only URLs set on an element (img.src, a.href) are the server's own relative
+// attachment URLs (`ownUrl`).
 // Without the Socket.IO client (/static/vendor/, installed by `make run` when npm is present)
 // it still works: it sends over REST and runs the catch-up below every few seconds.
 // Catching up after a disconnect (the change feed, README "Catching up after a disconnect"):
@@ -30,16 +33,30 @@ let typingSentAt = 0;
 let typingStop = null;
 let typingTarget = null; // {receiver} or {conversation} the last `typing: true` went to
 const typers = new Set(); // user ids typing in the open group
+// The open conversation's messages as last seen (live, history, change feed; shown or not), for
+// reply previews: a reply's preview follows its original's edits and deletion.
+const known = new Map(); // message id -> {sender, content, deleted, version}
+let replyTo = null; // the message the composer answers ({id, sender, content, deleted}), or null
+const pending = []; // the composer's attachments: {name, size, done, attachment?, error?}
+const blocked = new Set(); // ids of the users this user blocks
+const PREVIEW_LENGTH = 100; // code points of an original shown in a reply (as the server's)
+const QUICK_REACTIONS = ["👍", "❤️", "😂", "😮", "😢"];
+// Shown inline (<img>): the raster images the server serves `inline`; anything else is a link.
+const INLINE_IMAGES = new Set(["image/png", "image/apng", "image/jpeg", "image/gif", "image/webp",
+  "image/bmp", "image/avif", "image/x-icon"]);
+const MAX_ATTACHMENTS = 10; // per message
 
 const me = () => state.me?.id;
 const openKey = () => peer?.id ?? group?.id ?? null;
 const isGroup = (id) => !!id && convs.get(id)?.kind === "group";
 
 // ---- REST -------------------------------------------------------------------------------
+// `body`: an object (sent as JSON) or a FormData (multipart: the attachment upload).
 async function api(method, path, body, retry = true) {
-  const headers = body ? { "Content-Type": "application/json" } : {};
+  const form = body instanceof FormData;
+  const headers = body && !form ? { "Content-Type": "application/json" } : {};
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  const res = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
+  const res = await fetch(path, { method, headers, body: body && (form ? body : JSON.stringify(body)) });
   const data = await res.json().catch(() => null);
   if (res.status === 401 && retry && data?.error?.code === "token_expired" && (await refresh())) {
     return api(method, path, body, false);
@@ -121,6 +138,9 @@ function signOut() {
   syncTimers.clear();
   held.clear(); // a running catch-up stops at its next answer
   announced.clear();
+  blocked.clear();
+  clearResults();
+  $("#search").value = "";
   for (const key of Object.keys(state)) delete state[key];
   sessionStorage.removeItem("chatapp");
   closeGroupForm();
@@ -136,6 +156,7 @@ function start() {
   $("#me").textContent = state.me.username;
   names.set(state.me.id, state.me.username);
   $("#notice").hidden = typeof io === "function";
+  guard(loadBlocks);
   if (typeof io !== "function") return startPolling();
   // `auth` as a function: every (re)connect presents the current token.
   socket = io({ auth: (cb) => cb({ token: state.token }) });
@@ -267,8 +288,15 @@ function learnNames(ids) {
       if (result.status === "fulfilled") names.set(result.value.data.id, result.value.data.username);
     }
     renderConversations();
-    for (const span of $("#list").querySelectorAll(".sender")) span.textContent = senderName(span.dataset.user);
+    refreshNames();
   });
+}
+
+// Names learnt: group senders' labels and the senders in reply previews.
+function refreshNames() {
+  for (const span of $("#list").querySelectorAll(".sender")) span.textContent = senderName(span.dataset.user);
+  for (const who of $("#list").querySelectorAll(".quote .who")) who.textContent = quoteName(who.dataset.user);
+  renderReplying();
 }
 
 const dot = (online) => el("span", { className: online ? "dot online" : "dot", title: online ? "online" : "offline" });
@@ -276,7 +304,8 @@ const activity = (c) => c.last?.timestamp ?? c.conversation?.created_at ?? "~";
 
 function preview(c) {
   if (!c.last) return c.kind === "group" ? `${c.conversation.member_count} members` : "";
-  const text = c.last.deleted ? "message deleted" : c.last.content;
+  const files = !c.last.deleted && c.last.attachments?.length ? "📎 " : "";
+  const text = c.last.deleted ? "message deleted" : files + c.last.content;
   if (c.kind !== "group") return text;
   const who = c.last.sender === me() ? "you" : names.get(c.last.sender);
   return who ? `${who}: ${text}` : text;
@@ -495,6 +524,7 @@ function showInPane(messages) {
   const oldest = $("#list").firstElementChild;
   const fresh = [];
   for (const m of messages) {
+    remember(m); // shown or not, an original's new state reaches the previews of its replies
     const isNew = !shown.has(m.id);
     if (isNew && olderUrl && oldest && m.seq < +oldest.dataset.seq) continue;
     render(m);
@@ -593,7 +623,13 @@ function resetPane(title) {
   $("#older").hidden = true;
   olderUrl = null;
   shown.clear();
+  known.clear();
   early.length = 0;
+  replyTo = null;
+  renderReplying();
+  pending.length = 0; // uploads never sent are deleted by the server after a while
+  renderPending();
+  $("#block").hidden = true;
 }
 
 function closePane(why = "") {
@@ -601,7 +637,7 @@ function closePane(why = "") {
   peer = group = null;
   $("#peer-dot").hidden = true;
   showInfo(false);
-  $("#text").disabled = $("#composer button").disabled = true;
+  setComposer(false);
   $("#error").textContent = why;
   renderConversations();
 }
@@ -617,8 +653,12 @@ function showInfo(visible) {
 }
 
 function enableComposer() {
-  $("#text").disabled = $("#composer button").disabled = false;
+  setComposer(true);
   $("#text").focus();
+}
+
+function setComposer(enabled) {
+  for (const control of ["#text", "#send", "#attach"]) $(control).disabled = !enabled;
 }
 
 async function openConversation(user) {
@@ -630,6 +670,8 @@ async function openConversation(user) {
   renderConversations();
   showPeerDot(user.online);
   showInfo(false);
+  renderBlock();
+  guard(loadBlocks); // blocks made or lifted elsewhere (another tab)
   enableComposer();
   await loadPage(`${historyPath()}?limit=30`);
   scrollDown();
@@ -704,7 +746,7 @@ function applyGroup(c) {
   renderMembers();
   renderSeen();
   renderTypers();
-  for (const span of $("#list").querySelectorAll(".sender")) span.textContent = senderName(span.dataset.user);
+  refreshNames();
 }
 
 // A group message's sender: "…" until the members are known, "former member" for one who left.
@@ -773,11 +815,13 @@ function scrollDown() {
 function render(m) {
   let li = shown.get(m.id);
   if (li && m.version != null && +li.dataset.version > m.version) return;
+  remember(m);
   // Read receipts in 1:1 (`read_at`) change no version: a receipt shown is kept.
   const wasRead = li?.querySelector(".status")?.textContent === "read";
   if (!li) {
     li = el("li");
     li.dataset.seq = m.seq;
+    li.dataset.id = m.id;
     shown.set(m.id, li);
     const next = [...$("#list").children].find((other) => +other.dataset.seq > m.seq);
     $("#list").insertBefore(li, next || null); // conversation order is seq order
@@ -787,31 +831,329 @@ function render(m) {
   const inGroup = m.receiver == null;
   const when = new Date(m.timestamp).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   li.className = `${mine ? "mine" : "theirs"}${m.deleted ? " deleted" : ""}`;
-  li.replaceChildren(
-    el("span", { className: "content", textContent: m.deleted ? "message deleted" : m.content }),
-    el("span", { className: "meta", textContent: when + (m.edited_at && !m.deleted ? " · edited" : "") }),
-  );
+  li.replaceChildren();
   if (inGroup && !mine) {
     const sender = el("span", { className: "sender", textContent: senderName(m.sender) });
     sender.dataset.user = m.sender;
-    li.prepend(sender);
+    li.append(sender);
   }
-  if (!mine) return;
-  if (!inGroup) li.append(el("span", { className: "status", textContent: m.read_at || wasRead ? "read" : "" }));
-  if (m.deleted) return;
-  const edit = el("button", { textContent: "edit", title: "Edit this message" });
-  edit.addEventListener("click", () => guard(async () => {
-    const content = prompt("Edit your message", m.content);
-    if (content === null || content === m.content) return;
-    onChanged((await api("PATCH", `/api/chat/messages/${m.id}`, { content })).data.message);
-  }));
-  const remove = el("button", { textContent: "delete", title: "Delete this message" });
-  remove.addEventListener("click", () => guard(async () => {
-    if (!confirm("Delete this message?")) return;
-    onChanged((await api("DELETE", `/api/chat/messages/${m.id}`)).data.message);
-  }));
-  li.append(edit, remove);
+  if (m.reply_to) li.append(quoteOf(m.reply_to));
+  li.append(el("span", { className: "content", textContent: m.deleted ? "message deleted" : m.content }));
+  if (!m.deleted && m.attachments?.length) li.append(attachmentsOf(m.attachments));
+  li.append(el("span", { className: "meta", textContent: when + (m.edited_at && !m.deleted ? " · edited" : "") }));
+  if (mine && !inGroup) li.append(el("span", { className: "status", textContent: m.read_at || wasRead ? "read" : "" }));
+  if (m.deleted) return; // a deleted message takes no reply, edit or reaction
+  const reply = el("button", { type: "button", className: "reply", textContent: "reply", title: "Reply to this message" });
+  reply.addEventListener("click", () => startReply(m.id));
+  li.append(reply);
+  if (mine) {
+    const edit = el("button", { type: "button", textContent: "edit", title: "Edit this message" });
+    edit.addEventListener("click", () => guard(async () => {
+      const current = known.get(m.id)?.content ?? m.content;
+      const content = prompt("Edit your message", current);
+      if (content === null || content === current) return;
+      onChanged((await api("PATCH", `/api/chat/messages/${encodeURIComponent(m.id)}`, { content })).data.message);
+    }));
+    const remove = el("button", { type: "button", textContent: "delete", title: "Delete this message" });
+    remove.addEventListener("click", () => guard(async () => {
+      if (!confirm("Delete this message?")) return;
+      onChanged((await api("DELETE", `/api/chat/messages/${encodeURIComponent(m.id)}`)).data.message);
+    }));
+    li.append(edit, remove);
+  }
+  li.append(reactionsOf(m));
 }
+
+// ---- replies ----------------------------------------------------------------------------------
+// A reply carries a preview of its original (`reply_to`: {id, sender, content, deleted}), made by
+// the server when it answered. The original's later edits and deletion come as `message updated`
+// / `message deleted` and through the change feed, about the original only: the page keeps the
+// latest state of every message of the open conversation it has seen (`known`) and redraws the
+// previews of its replies from it.
+function remember(m) {
+  const before = known.get(m.id);
+  if (before && m.version != null && (before.version ?? 0) > m.version) return;
+  const state = { sender: m.sender, content: m.content, deleted: !!m.deleted, version: m.version };
+  known.set(m.id, state);
+  for (const quote of $("#list").querySelectorAll(".quote")) {
+    if (quote.dataset.id === m.id) fillQuote(quote, state);
+  }
+  if (replyTo?.id === m.id) {
+    replyTo = { id: m.id, ...state };
+    renderReplying();
+  }
+}
+
+function quoteOf(preview) {
+  const quote = el("div", { className: "quote", title: "The message this replies to" });
+  quote.dataset.id = preview.id;
+  fillQuote(quote, known.get(preview.id) ?? preview);
+  quote.addEventListener("click", () => { // to the original, when it is on screen
+    const li = shown.get(quote.dataset.id);
+    if (li) flash(li);
+  });
+  return quote;
+}
+
+function fillQuote(quote, original) {
+  quote.classList.toggle("deleted", !!original.deleted);
+  const who = el("span", { className: "who", textContent: quoteName(original.sender) });
+  who.dataset.user = original.sender ?? "";
+  quote.replaceChildren(who, el("span", { className: "text", textContent: previewText(original) }));
+}
+
+const quoteName = (id) => (!id ? "" : id === me() ? "you" : names.get(id) ?? "…");
+const previewText = (m) => (m.deleted ? "message deleted" : [...(m.content ?? "")].slice(0, PREVIEW_LENGTH).join(""));
+
+function startReply(id) {
+  const original = known.get(id);
+  if (!original || original.deleted) return;
+  replyTo = { id, ...original };
+  renderReplying();
+  $("#text").focus();
+}
+
+function renderReplying() {
+  $("#replying").hidden = !replyTo;
+  $("#replying .label").textContent = replyTo
+    ? `Replying to ${quoteName(replyTo.sender)}: ${previewText(replyTo)}` : "";
+}
+
+$("#cancel-reply").addEventListener("click", () => {
+  replyTo = null;
+  renderReplying();
+});
+
+// A message briefly highlighted and scrolled to (a search result, a reply's original).
+function flash(li) {
+  li.scrollIntoView({ block: "center" });
+  li.classList.add("hit");
+  setTimeout(() => li.classList.remove("hit"), 2500);
+}
+
+// ---- reactions -------------------------------------------------------------------------------
+// A few quick emoji on every message, then any other emoji someone reacted with, each with its
+// count; yours are highlighted. A click adds yours (PUT) or takes it back (DELETE); everyone's
+// page follows through `message updated` (and the change feed).
+function reactionsOf(m) {
+  const reactions = m.reactions || {};
+  const emoji = [...QUICK_REACTIONS, ...Object.keys(reactions).filter((e) => !QUICK_REACTIONS.includes(e))];
+  const bar = el("div", { className: "reactions" });
+  for (const e of emoji) {
+    const users = Array.isArray(reactions[e]) ? reactions[e] : [];
+    const mineToo = users.includes(me());
+    const button = el("button", {
+      type: "button",
+      className: `reaction${users.length ? " used" : ""}${mineToo ? " mine" : ""}`,
+      title: users.length ? users.map((id) => quoteName(id) || "someone").join(", ") : `React with ${e}`,
+    });
+    button.dataset.emoji = e;
+    button.setAttribute("aria-pressed", String(mineToo));
+    button.append(el("span", { className: "emoji", textContent: e }),
+      el("span", { className: "count", textContent: users.length ? String(users.length) : "" }));
+    button.addEventListener("click", () => guard(async () => {
+      const path = `/api/chat/messages/${encodeURIComponent(m.id)}/reactions/${encodeURIComponent(e)}`;
+      onChanged((await api(mineToo ? "DELETE" : "PUT", path)).data.message);
+    }));
+    bar.append(button);
+  }
+  return bar;
+}
+
+// ---- attachments -------------------------------------------------------------------------------
+// An attachment's URL is the server's signed path (/api/chat/attachments/<id>?expires=&sig=),
+// which works without the Authorization header: images go straight into <img src>, other files
+// are download links named by their filename (shown as text). Anything but such a path is
+// never put into src or href.
+function ownUrl(url) {
+  if (typeof url !== "string" || !url.startsWith("/") || url.startsWith("//")) return null;
+  const parsed = new URL(url, location.origin);
+  if (parsed.origin !== location.origin || !parsed.pathname.startsWith("/api/chat/attachments/")) return null;
+  return parsed.pathname + parsed.search;
+}
+
+function attachmentsOf(attachments) {
+  const box = el("div", { className: "attachments" });
+  for (const a of attachments) {
+    const url = ownUrl(a.url);
+    const name = String(a.filename ?? "file");
+    if (url && INLINE_IMAGES.has(a.content_type)) {
+      const img = el("img", { src: url, alt: name, title: name, loading: "lazy" });
+      // A signed URL expires (ATTACHMENT_URL_SECONDS): reopening the conversation renews it.
+      img.addEventListener("error", () => img.replaceWith(
+        el("span", { className: "file", textContent: `${name} (not available: reopen the conversation)` })));
+      const link = el("a", { href: url, target: "_blank", rel: "noopener noreferrer", className: "image" });
+      link.append(img);
+      box.append(link);
+    } else if (url) {
+      const link = el("a", { href: url, download: name, className: "file", textContent: name });
+      box.append(el("span", { className: "download" }));
+      box.lastChild.append(link, el("span", { className: "size", textContent: ` ${size(a.size)}` }));
+    } else {
+      box.append(el("span", { className: "file", textContent: name }));
+    }
+  }
+  return box;
+}
+
+function size(bytes) {
+  if (!Number.isFinite(bytes)) return "";
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+// The composer's file picker: each file is uploaded at once (POST /api/chat/attachments,
+// multipart); the send then names the uploads (`attachments: [id...]`).
+$("#attach").addEventListener("click", () => $("#file").click());
+
+$("#file").addEventListener("change", () => {
+  const files = [...$("#file").files];
+  $("#file").value = "";
+  $("#error").textContent = "";
+  for (const file of files) {
+    if (pending.length >= MAX_ATTACHMENTS) {
+      $("#error").textContent = `At most ${MAX_ATTACHMENTS} files per message.`;
+      break;
+    }
+    const item = { name: file.name, size: file.size, attachment: null, error: null };
+    item.done = upload(file)
+      .then((attachment) => { item.attachment = attachment; })
+      .catch((err) => { item.error = err.message; })
+      .finally(renderPending);
+    pending.push(item);
+  }
+  renderPending();
+});
+
+async function upload(file) {
+  const body = new FormData();
+  body.append("file", file, file.name);
+  return (await api("POST", "/api/chat/attachments", body)).data.attachment;
+}
+
+function renderPending() {
+  $("#pending").hidden = !pending.length;
+  $("#pending").replaceChildren(...pending.map((item) => {
+    const chip = el("span", { className: `chip${item.error ? " failed" : ""}` });
+    const status = item.error ? ` (${item.error})` : item.attachment ? ` ${size(item.attachment.size)}` : " (uploading…)";
+    const remove = el("button", { type: "button", className: "remove", textContent: "✕", title: "Remove this file" });
+    remove.addEventListener("click", () => {
+      const at = pending.indexOf(item);
+      if (at >= 0) pending.splice(at, 1);
+      renderPending();
+    });
+    chip.append(el("span", { className: "name", textContent: item.name }),
+      el("span", { className: "status", textContent: status }), remove);
+    return chip;
+  }));
+}
+
+// ---- search -------------------------------------------------------------------------------------
+// GET /api/chat/search: messages of your conversations with every word of the query (the README's
+// "Search" says how words match), newest first; "More results" follows the Link header. A click
+// opens the result's conversation and scrolls to the message (loading older pages if need be).
+let resultsUrl = null; // the next page of results
+let searched = ""; // the query the results on screen answer
+
+$("#search-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const q = $("#search").value.trim();
+  guard(() => search(q), "#search-error");
+});
+
+$("#search").addEventListener("input", () => {
+  if (!$("#search").value.trim()) clearResults();
+});
+
+$("#more-results").addEventListener("click", () => guard(() => search(searched, resultsUrl), "#search-error"));
+
+function clearResults() {
+  searched = "";
+  resultsUrl = null;
+  $("#results").replaceChildren();
+  $("#more-results").hidden = true;
+  $("#search-error").textContent = "";
+}
+
+async function search(q, url = null) {
+  if (!q) return clearResults();
+  const { data, res } = await api("GET", url ?? `/api/chat/search?limit=20&q=${encodeURIComponent(q)}`);
+  if ($("#search").value.trim() !== q) return; // the query changed meanwhile
+  if (!url) $("#results").replaceChildren();
+  searched = q;
+  resultsUrl = nextLink(res);
+  $("#more-results").hidden = !resultsUrl;
+  learnNames(data.map((m) => m.sender));
+  $("#results").append(...data.map(resultOf));
+  if (!$("#results").children.length) $("#results").append(el("li", { className: "none", textContent: "No messages found." }));
+}
+
+function resultOf(m) {
+  const entry = entryOf(m.conversation);
+  const where = entry?.kind === "group" ? `# ${entry.conversation.title}`
+    : entry ? entry.user.username : names.get(m.sender === me() ? m.receiver : m.sender) ?? "a conversation";
+  const when = new Date(m.timestamp).toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+  const li = el("li", { title: "Open this conversation" });
+  li.dataset.id = m.id;
+  li.dataset.conversation = m.conversation;
+  li.append(el("span", { className: "where", textContent: where }),
+    el("span", { className: "meta", textContent: `${quoteName(m.sender) || "someone"} · ${when}` }),
+    el("span", { className: "text", textContent: m.content }));
+  li.addEventListener("click", () => guard(() => openResult(m)));
+  return li;
+}
+
+async function openResult(m) {
+  const entry = entryOf(m.conversation);
+  if (entry?.kind === "group") await openGroup(entry.key);
+  else if (entry) await openConversation(entry.user);
+  else if (m.receiver != null) { // a direct conversation beyond the list on the page
+    const peerId = m.sender === me() ? m.receiver : m.sender;
+    await openConversation((await api("GET", `/api/user/${encodeURIComponent(peerId)}`)).data);
+  } else {
+    throw new Error("You are no longer in that conversation.");
+  }
+  const forView = view;
+  for (let pages = 0; !shown.has(m.id) && olderUrl && pages < 20 && view === forView; pages += 1) {
+    await loadPage(olderUrl);
+  }
+  if (view === forView && shown.has(m.id)) flash(shown.get(m.id));
+}
+
+// ---- blocking ---------------------------------------------------------------------------------
+// The open direct conversation's header has Block / Unblock (PUT / DELETE /api/user/blocks/<id>).
+// While a block stands, neither of the two can message the other: the server answers a send
+// 403, whose message the page shows.
+async function loadBlocks() {
+  const { data } = await api("GET", "/api/user/blocks");
+  blocked.clear();
+  for (const user of data.users) blocked.add(user.id);
+  renderBlock();
+}
+
+function renderBlock() {
+  const button = $("#block");
+  button.hidden = !peer || peer.id === me();
+  if (button.hidden) return;
+  const on = blocked.has(peer.id);
+  button.textContent = on ? "Unblock" : "Block";
+  button.title = on ? `Let ${peer.username} message you again`
+    : `Stop direct messages between you and ${peer.username}`;
+  button.setAttribute("aria-pressed", String(on));
+}
+
+$("#block").addEventListener("click", () => guard(async () => {
+  const user = peer;
+  if (!user) return;
+  const on = blocked.has(user.id);
+  if (!on && !confirm(`Block ${user.username}? Neither of you can send the other direct messages `
+    + "until you unblock; your history stays.")) return;
+  const { data } = await api(on ? "DELETE" : "PUT", `/api/user/blocks/${encodeURIComponent(user.id)}`);
+  if (data.blocked) blocked.add(user.id);
+  else blocked.delete(user.id);
+  renderBlock();
+}));
 
 // ---- sending and typing ---------------------------------------------------------------------
 const target = () => (group ? { conversation: group.id } : peer ? { receiver: peer.id } : null);
@@ -821,12 +1163,29 @@ $("#composer").addEventListener("submit", (event) => {
   guard(async () => {
     const input = $("#text");
     const to = target();
-    if (!to || !input.value.trim()) return;
+    if (!to) return;
+    const files = pending.slice();
+    if (!input.value.trim()) {
+      if (files.length) throw new Error("Write a few words to go with the file.");
+      return;
+    }
+    if (files.some((item) => !item.attachment && !item.error)) await Promise.all(files.map((item) => item.done));
+    if (files.some((item) => item.error)) throw new Error("A file did not upload: remove it, then send again.");
     stopTyping();
     draftId ||= `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
-    const message = await send(to, { content: input.value, client_id: draftId });
+    const forView = view;
+    const body = { content: input.value, client_id: draftId };
+    if (replyTo) body.reply_to = replyTo.id;
+    if (files.length) body.attachments = files.map((item) => item.attachment.id);
+    const message = await send(to, body);
     draftId = null;
     input.value = "";
+    if (forView === view) { // else the pane was reset meanwhile
+      replyTo = null;
+      renderReplying();
+      pending.splice(0, pending.length, ...pending.filter((item) => !files.includes(item)));
+      renderPending();
+    }
     onMessage(message); // the sending socket gets the ack, not the event
   });
 });
@@ -915,6 +1274,8 @@ function onChanged(m) {
   if (shown.has(m.id)) {
     render(m);
     renderSeen();
+  } else if (keyOf(m) === openKey()) {
+    remember(m); // an original not on screen: the previews of its replies follow
   }
   const conv = convs.get(keyOf(m));
   if (conv?.last?.id === m.id) {
