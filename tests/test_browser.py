@@ -12,10 +12,12 @@ page's Socket.IO client is the one `npm ci` in chatapp/vendor puts in chatapp/st
 import ipaddress
 import re
 import shutil
+import struct
 import time
 import uuid
+import zlib
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
@@ -163,6 +165,11 @@ class Person(OfflineTab):
 
     def message(self, text, mine):
         return self.page.locator(f"#list li.{'mine' if mine else 'theirs'}", has_text=text)
+
+    def said(self, text, mine):
+        """The message whose own text is exactly `text` (not a reply quoting it)."""
+        content = self.page.locator(".content", has_text=re.compile(f"^{re.escape(text)}$"))
+        return self.page.locator(f"#list li.{'mine' if mine else 'theirs'}").filter(has=content)
 
     def send(self, text):
         self.page.locator("#text").press_sequentially(text)
@@ -402,6 +409,23 @@ class RestUser:
         assert answer.status_code == status, answer.text
         return answer.json()
 
+    def send(self, receiver, content, status=201, **extra):
+        """A direct message to `receiver` (a user id): the stored Message (201), else the error."""
+        answer = self.call("POST", "/api/chat/send",
+                           {"receiver": receiver, "content": content, **extra}, status=status)
+        return answer["message"] if status == 201 else answer["error"]
+
+    def history(self, peer, limit=20):
+        return self.call("GET", f"/api/chat/messages/{self.id}/{peer}?limit={limit}")
+
+    def upload(self, filename, data):
+        """POST /api/chat/attachments (multipart, one part `file`): the Attachment."""
+        answer = requests.post(f"{self.url}/api/chat/attachments", timeout=10,
+                               headers={"Authorization": f"Bearer {self.token}"},
+                               files={"file": (filename, data, "application/octet-stream")})
+        assert answer.status_code == 201, answer.text
+        return answer.json()["attachment"]
+
 
 # What a browser without network logs by itself (Socket.IO's reconnection attempts failing).
 OFFLINE_NOISE = "net::ERR_INTERNET_DISCONNECTED"
@@ -623,3 +647,219 @@ def test_api_docs_render_offline(live_server, browser):
         assert not tab.blocked, tab.blocked
     finally:
         tab.close()
+
+
+def tiny_png(width=3, height=2, rgb=(47, 111, 222)):
+    """A valid PNG of one colour, made here (no file in the repository)."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def reactions_of(user, peer, message_id):
+    """A message's reactions as the server has them (from `user`'s history with `peer`)."""
+    return next(m for m in user.history(peer) if m["id"] == message_id)["reactions"]
+
+
+def test_replies_and_reactions_in_the_browser(live_server, browser):
+    """Alice (the page) replies to Bob's message (REST): the composer says what it replies to,
+    the reply shows the original's preview, which follows Bob's edit live and his deletion
+    through the change feed (her page offline meanwhile). She reacts with a quick emoji (the
+    count shows; a second click takes it back) and Bob's reactions arrive live."""
+    tag = uuid.uuid4().hex[:6]
+    alice = Person(browser, live_server.url)
+    try:
+        alice.register(f"alice_{tag}")
+        page = alice.page
+        bob = RestUser(live_server.url, f"bob_{tag}")
+        original = bob.send(alice.id, "which day works for you?")
+        conversation = original["conversation"]
+        expect(alice.conversation(bob).locator(".badge")).to_have_text("1")
+        alice.conversation(bob).click()
+        theirs = alice.said("which day works for you?", mine=False)
+        expect(theirs).to_be_visible()
+
+        # Reply: the composer says to what; the reply, once sent, quotes it.
+        expect(page.locator("#replying")).to_be_hidden()
+        theirs.get_by_role("button", name="reply").click()
+        expect(page.locator("#replying")).to_be_visible()
+        expect(page.locator("#replying .label")).to_have_text(
+            f"Replying to {bob.name}: which day works for you?")
+        page.locator("#text").press_sequentially("friday")
+        page.press("#text", "Enter")
+        reply = alice.said("friday", mine=True)
+        expect(reply.locator(".quote .who")).to_have_text(bob.name)
+        expect(reply.locator(".quote .text")).to_have_text("which day works for you?")
+        expect(page.locator("#replying")).to_be_hidden()
+        stored = bob.history(alice.id, limit=1)[0]
+        assert stored["content"] == "friday", stored
+        assert stored["reply_to"] == {"id": original["id"], "sender": bob.id,
+                                      "content": "which day works for you?", "deleted": False}
+
+        # Bob edits his original over REST: the preview in Alice's reply follows, live.
+        bob.call("PATCH", f"/api/chat/messages/{original['id']}",
+                 {"content": "which day works for you? (not monday)"})
+        expect(reply.locator(".quote .text")).to_have_text("which day works for you? (not monday)")
+
+        # Bob's own reply to hers arrives live with its preview ("you": hers).
+        answer = bob.send(alice.id, "friday it is", reply_to=stored["id"])
+        bobs_reply = alice.said("friday it is", mine=False)
+        expect(bobs_reply.locator(".quote .who")).to_have_text("you")
+        expect(bobs_reply.locator(".quote .text")).to_have_text("friday")
+
+        # Offline, Bob deletes the original: back online, the change feed brings the deletion
+        # and the preview says so.
+        before = go_offline(alice)
+        bob.call("DELETE", f"/api/chat/messages/{original['id']}")
+        come_back(alice)
+        expect(reply.locator(".quote")).to_have_class(re.compile(r"\bdeleted\b"))
+        expect(reply.locator(".quote .text")).to_have_text("message deleted")
+        assert_caught_up_in_place(alice, before, conversation)
+        expect(page.locator("#list li.deleted .reply")).to_have_count(0)  # no reply to it now
+
+        # Reactions: a click on a quick emoji adds Alice's; the count shows, the server has it.
+        thumbs = bobs_reply.locator(".reactions button[data-emoji='👍']")
+        expect(thumbs.locator(".count")).to_have_text("")
+        thumbs.click()
+        expect(thumbs.locator(".count")).to_have_text("1")
+        expect(thumbs).to_have_attribute("aria-pressed", "true")
+        eventually(lambda: reactions_of(bob, alice.id, answer["id"]) == {"👍": [alice.id]},
+                   "Alice's reaction stored")
+        # Bob's reactions (REST) arrive live: one on the same emoji, one that is not a quick one.
+        bob.call("PUT", f"/api/chat/messages/{answer['id']}/reactions/{quote('👍')}")
+        bob.call("PUT", f"/api/chat/messages/{answer['id']}/reactions/{quote('🎉')}")
+        expect(thumbs.locator(".count")).to_have_text("2")
+        party = bobs_reply.locator(".reactions button[data-emoji='🎉']")
+        expect(party.locator(".count")).to_have_text("1")
+        expect(party).to_have_attribute("aria-pressed", "false")
+        # A second click takes hers back.
+        thumbs.click()
+        expect(thumbs.locator(".count")).to_have_text("1")
+        expect(thumbs).to_have_attribute("aria-pressed", "false")
+        eventually(lambda: reactions_of(bob, alice.id, answer["id"])
+                   == {"👍": [bob.id], "🎉": [bob.id]}, "Alice's reaction removed")
+        bob.call("DELETE", f"/api/chat/messages/{answer['id']}/reactions/{quote('🎉')}")
+        expect(party).to_have_count(0)  # nobody's any more, and not a quick one
+
+        problems = [p for p in alice.problems if OFFLINE_NOISE not in p]
+        assert not problems, problems
+        assert not alice.blocked, alice.blocked
+    finally:
+        alice.close()
+
+
+def test_search_in_the_browser(live_server, browser):
+    """The search box finds messages of Alice's conversations (every word, case and accents
+    aside), newest first; a click opens the result's conversation at that message, loading
+    older history until it is on screen."""
+    tag = uuid.uuid4().hex[:6]
+    alice = Person(browser, live_server.url)
+    try:
+        alice.register(f"alice_{tag}")
+        page = alice.page
+        bob = RestUser(live_server.url, f"bob_{tag}")
+        cal = RestUser(live_server.url, f"cal_{tag}")
+        word = f"Café{tag}"  # a word no other test's message has
+        hit = bob.send(alice.id, f"the {word} opens at nine")
+        for i in range(35):  # the hit is beyond the first page of history
+            bob.send(alice.id, f"filler {i}")
+        group = cal.call("POST", "/api/chat/groups", {"title": f"Lunch {tag}",
+                                                      "members": [alice.id]}, status=201)
+        group_id = group["conversation"]["id"]
+        cal.call("POST", f"/api/chat/conversations/{group_id}/messages",
+                 {"content": f"lunch at the {word.lower().replace('é', 'e')} today?"}, status=201)
+        cal.call("POST", f"/api/chat/conversations/{group_id}/messages",
+                 {"content": "lunch somewhere else"}, status=201)
+        expect(alice.group(f"Lunch {tag}")).to_be_visible()
+
+        page.fill("#search", f"CAFE{tag} LUNCH")  # every word must match: the group one only
+        page.press("#search", "Enter")
+        expect(page.locator("#results li")).to_have_count(1)
+        expect(page.locator("#results li .where")).to_have_text(f"# Lunch {tag}")
+
+        page.fill("#search", f"cafe{tag}")
+        page.press("#search", "Enter")
+        results = page.locator("#results li")
+        expect(results).to_have_text([re.compile(f"Lunch {tag}.*lunch at the cafe{tag}"),
+                                      re.compile(f"{bob.name}.*the {word} opens at nine")])
+        results.nth(1).click()
+        expect(page.locator("#peer-name")).to_have_text(bob.name)
+        found = alice.said(f"the {word} opens at nine", mine=False)
+        expect(found).to_be_visible()
+        expect(found).to_be_in_viewport()
+        assert page.locator("#list li").count() > 30  # older pages were loaded to reach it
+
+        results.nth(0).click()
+        expect(page.locator("#peer-name")).to_have_text(f"Lunch {tag}")
+        expect(alice.said(f"lunch at the cafe{tag} today?", mine=False)).to_be_in_viewport()
+
+        page.fill("#search", f"nothing{tag}")
+        page.press("#search", "Enter")
+        expect(page.locator("#results li")).to_have_text(["No messages found."])
+        page.fill("#search", "")
+        expect(page.locator("#results li")).to_have_count(0)
+        assert hit["conversation"]
+
+        assert not alice.problems, alice.problems
+        assert not alice.blocked, alice.blocked
+    finally:
+        alice.close()
+
+
+def test_blocking_in_the_browser(live_server, browser):
+    """Alice blocks Bob from their conversation's header: his sends get 403 and hers show the
+    server's refusal; unblocking restores both. Bob blocking her: her send shows his refusal."""
+    tag = uuid.uuid4().hex[:6]
+    alice = Person(browser, live_server.url)
+    try:
+        alice.register(f"alice_{tag}")
+        page = alice.page
+        bob = RestUser(live_server.url, f"bob_{tag}")
+        bob.send(alice.id, "hi alice")
+        expect(alice.conversation(bob).locator(".badge")).to_have_text("1")
+        alice.conversation(bob).click()
+        expect(alice.said("hi alice", mine=False)).to_be_visible()
+
+        block = page.locator("#block")
+        expect(block).to_have_text("Block")
+        page.once("dialog", lambda dialog: dialog.accept())  # "Block bob? ..."
+        block.click()
+        expect(block).to_have_text("Unblock")
+        blocks = requests.get(f"{live_server.url}/api/user/blocks", timeout=10,
+                              headers={"Authorization": f"Bearer {alice.session['token']}"})
+        assert [u["id"] for u in blocks.json()["users"]] == [bob.id], blocks.text
+        refused = bob.send(alice.id, "are you there?", status=403)
+        assert refused["code"] == "forbidden", refused
+        # Her own send is refused too while she blocks him: the page shows the server's reason.
+        page.locator("#text").press_sequentially("one more thing")
+        page.press("#text", "Enter")
+        expect(page.locator("#error")).to_have_text(
+            "you blocked this user: unblock them to send a message")
+        expect(page.locator("#text")).to_have_value("one more thing")  # kept, to send later
+        expect(alice.said("one more thing", mine=True)).to_have_count(0)
+
+        block.click()  # unblocking asks nothing
+        expect(block).to_have_text("Block")
+        bob.send(alice.id, "back again")
+        expect(alice.said("back again", mine=False)).to_be_visible()
+        expect(alice.said("are you there?", mine=False)).to_have_count(0)  # never stored
+
+        # Bob blocks her (REST): her send shows his refusal; once he unblocks, it goes.
+        bob.call("PUT", f"/api/user/blocks/{alice.id}")
+        page.press("#text", "Enter")
+        expect(page.locator("#error")).to_have_text("this user does not accept your messages")
+        bob.call("DELETE", f"/api/user/blocks/{alice.id}")
+        page.press("#text", "Enter")
+        expect(alice.said("one more thing", mine=True)).to_be_visible()
+        expect(page.locator("#error")).to_have_text("")
+        assert [m["content"] for m in bob.history(alice.id, limit=3)] == [
+            "one more thing", "back again", "hi alice"]
+
+        assert not alice.problems, alice.problems
+        assert not alice.blocked, alice.blocked
+    finally:
+        alice.close()
