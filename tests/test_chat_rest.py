@@ -9,7 +9,7 @@ ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 MESSAGE_KEYS = {"id", "_id", "seq", "sender", "receiver", "content", "timestamp",
                 "delivered_at", "read_at", "edited_at", "deleted",
                 "conversation", "version",  # Part 2: conversations and sync
-                "reply_to", "reactions"}  # Part 2: rich messages
+                "reply_to", "reactions", "attachments"}  # Part 2: rich messages
 
 
 def send(client, account, receiver, content="hello", **extra):

@@ -78,7 +78,7 @@ def templates(world):
         "/api/user/logout": lambda: {"refresh_token": world["tokens"]["refresh_token"]},
         "/api/chat/send": lambda: {"receiver": talker.id, "content": "hello",
                                    "client_id": f"c{next(world['counter'])}",
-                                   "reply_to": world["ids"][3]},
+                                   "reply_to": world["ids"][3], "attachments": []},
         "/api/chat/messages/<id>": lambda: {"content": "edited"},
         "/api/chat/conversations/<conversation>/read": lambda: {"up_to": world["ids"][3]},
         "/api/chat/groups": lambda: {"title": "crew", "members": [talker.id]},
@@ -86,10 +86,12 @@ def templates(world):
         "/api/chat/conversations/<conversation>/members": lambda: {"user_ids": [talker.id]},
         "/api/chat/conversations/<conversation>/members/<user_id>": lambda: {"role": "admin"},
         "/api/chat/conversations/<conversation>/messages": lambda: {
-            "content": "hello", "client_id": f"g{next(turn)}", "reply_to": world["ids"][7]},
+            "content": "hello", "client_id": f"g{next(turn)}", "reply_to": world["ids"][7],
+            "attachments": []},
         "chat message": either(
             lambda: {"receiver": talker.id, "content": "hello", "reply_to": world["ids"][3]},
-            lambda: {"conversation": group, "content": "hello", "reply_to": world["ids"][7]}),
+            lambda: {"conversation": group, "content": "hello", "reply_to": world["ids"][7],
+                     "attachments": []}),
         "typing": either(lambda: {"receiver": talker.id, "typing": True},
                          lambda: {"conversation": group, "typing": True}),
         "delivered": either(lambda: {"peer": talker.id, "up_to": world["ids"][3]},

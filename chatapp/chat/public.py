@@ -4,6 +4,7 @@ A reply's preview (`reply_to`) is read from the original at the moment of answer
 follows the original's edits and deletion; a page of messages reads its originals in one
 query (`public_messages`).
 """
+from chatapp.attachments import service as attachments
 from chatapp.chat import store
 from chatapp.schemas import iso
 
@@ -35,6 +36,8 @@ def public_message(doc, originals=None):
     out["version"] = doc.get("version", doc["seq"])
     out["reply_to"] = _preview(doc.get("reply_to"), originals)
     out["reactions"] = reactions(doc)
+    out["attachments"] = [] if out["deleted"] else \
+        [attachments.present(snap) for snap in doc.get("attachments") or ()]
     return out
 
 

@@ -2,6 +2,7 @@
 from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow import ValidationError as MarshmallowError
 
+from chatapp.attachments.schemas import AttachmentSchema
 from chatapp.schemas import (
     ErrorBodySchema, InputSchema, ObjectIdField, Timestamp, error_codes,
 )
@@ -21,6 +22,9 @@ class SendMessageSchema(InputSchema):
     reply_to = ObjectIdField(metadata={
         "description": "the id of a message of the same conversation this one answers "
                        "(else 422)"})
+    attachments = fields.List(ObjectIdField(), validate=validate.Length(max=10), metadata={
+        "description": "ids of your own uploads (POST /api/chat/attachments), at most 10, "
+                       "else 422"})
 
 
 class ConversationSendSchema(InputSchema):
@@ -28,6 +32,7 @@ class ConversationSendSchema(InputSchema):
     content = SendMessageSchema._declared_fields["content"]
     client_id = SendMessageSchema._declared_fields["client_id"]
     reply_to = SendMessageSchema._declared_fields["reply_to"]
+    attachments = SendMessageSchema._declared_fields["attachments"]
 
 
 def exactly_one(*names):
@@ -48,6 +53,7 @@ class SocketSendSchema(InputSchema):
     client_id = SendMessageSchema._declared_fields["client_id"]
     sender = SendMessageSchema._declared_fields["sender"]
     reply_to = SendMessageSchema._declared_fields["reply_to"]
+    attachments = SendMessageSchema._declared_fields["attachments"]
     one_target = exactly_one("receiver", "conversation")
 
 
@@ -122,6 +128,8 @@ class MessageSchema(Schema):
     reply_to = fields.Nested(lambda: ReplyPreviewSchema(), required=True, allow_none=True,
                              metadata={"description": "the message this one answers, as it is "
                                                       "now (follows its edits and deletion)"})
+    attachments = fields.List(fields.Nested(AttachmentSchema), required=True, metadata={
+        "description": "the files sent with it (empty once it is deleted)"})
     reactions = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
                             required=True, metadata={
                                 "description": "emoji -> user ids in the order they reacted",

@@ -11,6 +11,7 @@ from bson import ObjectId
 from flask import current_app
 
 from chatapp import metrics, realtime
+from chatapp.attachments import service as attachments
 from chatapp.chat import store
 from chatapp.chat.public import public_message
 from chatapp.conversations import service as conversations
@@ -61,6 +62,7 @@ def send_message(sender_id, data, origin_sid=None):
         if existing is not None:
             return public_message(existing), False
     reply_to = _reply_target(sender_id, data)
+    files = attachments.for_send(sender_id, data.get("attachments"))  # 422 before any number
     message_id, created_at = ObjectId(), now()
     counter, receiver_id, recipients = _take_seq(sender_id, data, message_id, created_at)
     taken_at = now()  # no later than the next version's taking: the feed's clock
@@ -75,11 +77,15 @@ def send_message(sender_id, data, origin_sid=None):
         doc["client_id"] = client_id
     if reply_to is not None:
         doc["reply_to"] = reply_to
+    if files:
+        doc["attachments"] = files
     if not store.insert_message(doc):
         # A concurrent retry with the same client_id won the race: answer with its message;
         # the numbers this attempt took stay unused (a `seq` gap, a void version).
         sync.void(counter["_id"], counter["version"])
         return public_message(store.find_by_client_id(sender_id, client_id)), False
+    if files:  # readable by the conversation's members from now on, no longer an orphan
+        attachments.attached(files, counter["_id"], message_id)
     doc["version"] = sync.record_message(counter["_id"], counter["version"], taken_at,
                                          message_id)
     metrics.message_stored(group=receiver_id is None)
@@ -169,8 +175,11 @@ def delete_message(caller_id, message_id):
         raise Forbidden("only the sender (or a group's owner or admin) may delete a message")
     if doc.get("deleted"):
         return public_message(doc)  # already deleted: nothing changes, nobody is told again
-    return _change(doc, conv, "message deleted",
-                   lambda version: store.blank(doc["_id"], version))
+    message = _change(doc, conv, "message deleted",
+                      lambda version: store.blank(doc["_id"], version))
+    if doc.get("attachments"):
+        attachments.detached(doc["_id"])  # unreachable through this message from now on
+    return message
 
 
 def _change(doc, conv, event, write):
