@@ -166,7 +166,7 @@ def test_every_component_schema_is_used(doc):
     ("patch", "/api/chat/messages/{id}", {"200", "403", "404", "409", "422"}),
     ("delete", "/api/chat/messages/{id}", {"200", "403", "404"}),
     ("post", "/api/chat/conversations/{conversation}/read", {"200", "404", "422"}),
-    ("post", "/api/chat/groups", {"201", "401", "404", "422", "429"}),
+    ("post", "/api/chat/groups", {"201", "401", "403", "404", "422", "429"}),
     ("post", "/api/chat/conversations/{conversation}/members",
      {"200", "403", "404", "409", "422", "429"}),
     ("delete", "/api/chat/conversations/{conversation}/members/{user_id}",
