@@ -313,6 +313,28 @@ def test_through_nginx_a_client_upgrades_to_websocket(cluster, alice_bob, peers)
     assert browser_like.wait_for("chat message", lambda m: m["id"] == ack["message"]["id"])
 
 
+def test_through_nginx_an_attachment_of_several_mib_is_uploaded_and_read_elsewhere(
+        cluster, alice_bob):
+    """deploy/nginx.conf lets the upload route through past the 1m body limit of the
+    others; the file, stored by one process, is served by the other to the peer."""
+    alice, bob = alice_bob
+    data = os.urandom(3 * 1024 * 1024)
+    response = requests.post(cluster.nginx + "/api/chat/attachments", headers=bob.headers,
+                             files={"file": ("big.bin", data)}, timeout=30)
+    assert response.status_code == 201, response.text
+    attachment = response.json()["attachment"]
+    sent = requests.post(cluster.p1 + "/api/chat/send", headers=bob.headers, timeout=10,
+                         json={"receiver": alice.id, "content": "file",
+                               "attachments": [attachment["id"]]})
+    assert sent.status_code == 201, sent.text
+    got = requests.get(cluster.p2 + sent.json()["message"]["attachments"][0]["url"], timeout=30)
+    assert got.status_code == 200 and got.content == data
+    other_route = requests.post(cluster.nginx + "/api/chat/send", timeout=10,
+                                headers={**bob.headers, "Content-Type": "application/json"},
+                                data=b"x" * (2 * 1024 * 1024))
+    assert other_route.status_code == 413  # the other routes keep nginx's 1m
+
+
 def test_through_nginx_the_original_access_token_header_is_accepted(cluster, alice_bob, peers):
     alice, _ = alice_bob
     original = peers(cluster.nginx, headers={"access_token": alice.token})
