@@ -863,3 +863,150 @@ def test_blocking_in_the_browser(live_server, browser):
         assert not alice.blocked, alice.blocked
     finally:
         alice.close()
+
+
+def test_attachments_in_the_browser(live_server, browser):
+    """Alice picks a PNG (made here) in the composer: it uploads, goes with her message and
+    shows inline on her page, from its signed URL; Bob (REST) gets it in the message. His
+    text file shows on her page as a download link named by its filename; his PNG inline."""
+    tag = uuid.uuid4().hex[:6]
+    alice = Person(browser, live_server.url)
+    try:
+        alice.register(f"alice_{tag}")
+        page = alice.page
+        bob = RestUser(live_server.url, f"bob_{tag}")
+        bob.send(alice.id, "send me the picture")
+        alice.conversation(bob).click()
+        expect(alice.said("send me the picture", mine=False)).to_be_visible()
+
+        png = tiny_png(3, 2)
+        page.set_input_files("#file", files=[{"name": "dot.png", "mimeType": "image/png",
+                                              "buffer": png}])
+        chip = page.locator("#pending .chip")
+        expect(chip.locator(".name")).to_have_text("dot.png")
+        expect(chip.locator(".status")).not_to_contain_text("uploading")
+        page.locator("#text").press_sequentially("here it is")
+        page.press("#text", "Enter")
+        mine = alice.said("here it is", mine=True)
+        image = mine.locator(".attachments img")
+        expect(image).to_have_attribute("alt", "dot.png")
+        assert image.get_attribute("src").startswith("/api/chat/attachments/")
+        wait_until(page, "[...document.querySelectorAll('#list .attachments img')].some("
+                         "(img) => img.complete && img.naturalWidth === 3)")
+        expect(page.locator("#pending")).to_be_hidden()
+        sent = bob.history(alice.id, limit=1)[0]
+        assert sent["content"] == "here it is"
+        [attachment] = sent["attachments"]
+        assert (attachment["filename"], attachment["content_type"], attachment["size"]) == (
+            "dot.png", "image/png", len(png))
+        # The signed URL needs no token: the bytes are the PNG.
+        fetched = requests.get(live_server.url + attachment["url"], timeout=10)
+        assert fetched.status_code == 200 and fetched.content == png
+
+        # Bob sends a text file and a picture: a link named by the file, and an image.
+        notes = bob.upload("notes for alice.txt", b"bring a tent\n")
+        picture = bob.upload("bob.png", tiny_png(4, 4, (200, 30, 30)))
+        bob.send(alice.id, "two files", attachments=[notes["id"], picture["id"]])
+        theirs = alice.said("two files", mine=False)
+        link = theirs.locator(".attachments a.file")
+        expect(link).to_have_text("notes for alice.txt")
+        assert link.get_attribute("download") == "notes for alice.txt"
+        href = link.get_attribute("href")
+        assert href.startswith(f"/api/chat/attachments/{notes['id']}?"), href
+        # The link works from the page without a token (a download, never shown as a page).
+        status, text, disposition = page.evaluate(
+            "async (href) => { const r = await fetch(href, { credentials: 'omit' });"
+            " return [r.status, await r.text(), r.headers.get('content-disposition')]; }", href)
+        assert (status, text) == (200, "bring a tent\n")
+        assert disposition.startswith("attachment;"), disposition
+        expect(theirs.locator(".attachments img")).to_have_attribute("alt", "bob.png")
+        wait_until(page, "[...document.querySelectorAll('#list .attachments img')].some("
+                         "(img) => img.complete && img.naturalWidth === 4)")
+
+        # Bob deletes his message: its files go from Alice's page (and from the server).
+        bob.call("DELETE", f"/api/chat/messages/{theirs.get_attribute('data-id')}")
+        expect(theirs).to_have_count(0)
+        expect(alice.said("message deleted", mine=False)).to_have_count(1)
+        expect(page.locator("#list .attachments a.file")).to_have_count(0)
+        assert requests.get(live_server.url + href, timeout=10).status_code == 404
+
+        assert not alice.problems, alice.problems
+        assert not alice.blocked, alice.blocked
+    finally:
+        alice.close()
+
+
+# Markup that runs a script wherever it is parsed as HTML: a flag, and a dialog.
+PWNED = '<img src=x onerror="window.__pwned=1;alert(1)">'
+
+
+def test_hostile_text_names_and_emoji_stay_text(live_server, browser):
+    """Markup from others (message content, a reply's preview, filenames, reaction emoji) and
+    in the search box is shown as text: no element is made of it, no script runs (a flag its
+    onerror would set stays unset, and no dialog opens). The page's CSP (script-src 'self')
+    would refuse inline handlers anyway, and the console error of such a refusal fails the
+    test too; what this checks first is that the page never parses data as HTML."""
+    tag = uuid.uuid4().hex[:6]
+    alice = Person(browser, live_server.url)
+    dialogs = []
+    try:
+        alice.register(f"alice_{tag}")
+        page = alice.page
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        eve = RestUser(live_server.url, f"eve_{tag}")
+        content = f"{PWNED} <script>window.__pwned=2</script> {tag}"
+        first = eve.send(alice.id, content)
+        eve.send(alice.id, PWNED, reply_to=first["id"])
+        text_file = eve.upload(f"{PWNED}.txt", b"just text\n")
+        image_file = eve.upload(f"{PWNED}.png", tiny_png())
+        files = eve.send(alice.id, f"files {tag}", attachments=[text_file["id"], image_file["id"]])
+        # Reaction emoji cannot carry an attribute (no whitespace; a `/` never reaches the
+        # route), but a tag name alone can go through: it must stay text.
+        for emoji, status in (("<b>", 200), ("<i>x", 200), ("<svg onload=alert(1)>", 422),
+                              ("<svg/onload=_=1>", 404)):
+            answer = requests.put(f"{live_server.url}/api/chat/messages/{files['id']}/reactions/"
+                                  f"{quote(emoji, safe='')}", timeout=10,
+                                  headers={"Authorization": f"Bearer {eve.token}"})
+            assert answer.status_code == status, (emoji, answer.status_code, answer.text)
+
+        alice.conversation(eve).click()
+        expect(alice.said(content, mine=False)).to_be_visible()
+        reply = alice.said(PWNED, mine=False)
+        expect(reply.locator(".quote .text")).to_have_text(content)
+        theirs = alice.said(f"files {tag}", mine=False)
+        expect(theirs.locator(".attachments a.file")).to_have_text(f"{PWNED}.txt")
+        expect(theirs.locator(".attachments img")).to_have_attribute("alt", f"{PWNED}.png")
+        expect(theirs.locator(".reactions button[data-emoji='<b>'] .emoji")).to_have_text("<b>")
+        expect(theirs.locator(".reactions button[data-emoji='<i>x'] .count")).to_have_text("1")
+        # Alice's reply quotes it, and she picks a file with such a name herself.
+        alice.said(content, mine=False).get_by_role("button", name="reply").click()
+        expect(page.locator("#replying .label")).to_have_text(f"Replying to {eve.name}: {content}")
+        page.set_input_files("#file", files=[{"name": f"{PWNED}.png", "mimeType": "image/png",
+                                              "buffer": tiny_png()}])
+        expect(page.locator("#pending .chip .name")).to_have_text(f"{PWNED}.png")
+        expect(page.locator("#pending .chip .status")).not_to_contain_text("uploading")
+        page.locator("#text").press_sequentially(PWNED)
+        page.press("#text", "Enter")
+        expect(alice.said(PWNED, mine=True).locator(".attachments img")).to_have_attribute(
+            "alt", f"{PWNED}.png")
+
+        # The search box: the query and the results are text.
+        page.fill("#search", PWNED)
+        page.press("#search", "Enter")
+        expect(page.locator("#results li")).to_have_count(3)  # Eve's two, Alice's one
+        expect(page.locator("#results li .text").first).to_have_text(PWNED)
+
+        page.wait_for_timeout(500)  # what an onerror would run has had its chance
+        assert page.evaluate("window.__pwned") is None
+        assert page.evaluate("window._") is None
+        assert not dialogs, dialogs
+        # No element was made of the markup: the only images are the attachments', from the
+        # server's own signed URLs.
+        assert page.locator("#list script, #results script, #list b, #list i, #list svg, "
+                            "#results img, #replying img, #pending img").count() == 0
+        sources = page.eval_on_selector_all("img", "images => images.map((img) => img.getAttribute('src'))")
+        assert sources and all(src.startswith("/api/chat/attachments/") for src in sources), sources
+        assert not alice.problems, alice.problems
+        assert not alice.blocked, alice.blocked
+    finally:
+        alice.close()
