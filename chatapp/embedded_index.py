@@ -158,7 +158,7 @@ class Index:
         if n == 1 and self.ordered is not None and self.fields[1] in ranges:
             sources = self.ordered.slices((key[0] for key in keys), ranges[self.fields[1]])
             if sources is not None:
-                return [[entry[2] for entry in source] for source in sources]
+                return [source.ids() for source in sources]
         by_prefix = self.prefixes[n - 1]
         return [by_prefix[key] for key in keys if key in by_prefix]
 

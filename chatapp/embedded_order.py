@@ -63,9 +63,10 @@ class Order:
         return True
 
     def slices(self, firsts, condition):
-        """Each first-field value's entries (copies) whose second field meets `condition`'s
-        range: a superset (mongomock compares only values of one type; its filter
-        re-checks); None when the bounds cannot be compared."""
+        """Each first-field value's entries whose second field meets `condition`'s range,
+        as a `Span` (read in place, never copied: a page of a long list costs the page): a
+        superset (mongomock compares only values of one type; its filter re-checks); None
+        when the bounds cannot be compared."""
         out = []
         try:
             for first in firsts:
@@ -74,10 +75,48 @@ class Order:
                 for op, bound in condition.items():
                     if op in RANGES and _orderable(bound):
                         lo, hi = _narrow(entries, op, order_key(bound), lo, hi)
-                out.append(entries[lo:hi])
+                out.append(Span(entries, lo, hi))
         except TypeError:
             return None
         return out
+
+
+class Span:
+    """Entries [lo, hi) of a sorted list, read in place. Read it within the query that made
+    it: a write in between shifts the list under it."""
+
+    __slots__ = ("entries", "lo", "hi")
+
+    def __init__(self, entries, lo, hi):
+        self.entries, self.lo, self.hi = entries, lo, max(lo, hi)
+
+    def __len__(self):
+        return self.hi - self.lo
+
+    def __iter__(self):
+        entries = self.entries
+        return (entries[i] for i in range(self.lo, self.hi))
+
+    def __reversed__(self):
+        entries = self.entries
+        return (entries[i] for i in range(self.hi - 1, self.lo - 1, -1))
+
+    def ids(self):
+        """The ids of its documents, as a bucket (`chatapp.embedded_index.live` reads it)."""
+        return IdSpan(self)
+
+
+class IdSpan:
+    __slots__ = ("span",)
+
+    def __init__(self, span):
+        self.span = span
+
+    def __len__(self):
+        return len(self.span)
+
+    def __iter__(self):
+        return (entry[2] for entry in self.span)
 
 
 def _orderable(value):

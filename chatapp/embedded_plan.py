@@ -100,6 +100,8 @@ def in_order(store, filter, sort):
     """The documents `filter` matches, in `sort` order, read from an index that keeps it
     (lazily: a caller that stops early examined no more); None when none does, or when the
     candidates are few enough to sort."""
+    if isinstance(filter, dict) and "$text" in filter:
+        return None  # matched through the text index (chatapp.embedded), then sorted
     items = list(sort.items()) if isinstance(sort, dict) else list(sort)
     if not items or any(not isinstance(k, str) or k.startswith("$") or not isinstance(d, int)
                         for k, d in items):
