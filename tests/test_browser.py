@@ -5,7 +5,10 @@ aborted and recorded, and a test fails on any (both pages load everything from c
 Two browser contexts are two people: they register through the page, find each other, chat
 both ways, see typing, read receipts, edits, deletions, history paging and presence. Three
 more make a group: created from the page, listed beside direct conversations with unread
-counts, its members with their role and read marker, messages and markers moving live. The
+counts, its members with their role and read marker, messages and markers moving live. Others
+(over REST) drive replies and their previews, reactions, attachments (a PNG made in the test,
+shown inline; a text file as a download link), search, blocking, and hostile markup in
+content, filenames, emoji and the search box, which must stay text. The
 page's Socket.IO client is the one `npm ci` in chatapp/vendor puts in chatapp/static/vendor
 (`make test` does); without it (its request aborted) two people still chat, over REST.
 """
