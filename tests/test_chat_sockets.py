@@ -11,7 +11,7 @@ from bson import ObjectId
 from chatapp import create_app
 from config import TestingConfig
 
-from tests.test_chat_rest import ISO_MS, MESSAGE_KEYS, history, sent
+from tests.test_chat_rest import ISO_MS, MESSAGE_KEYS, Marked, history, sent
 
 
 def received(sc, name=None):
@@ -295,7 +295,7 @@ def test_delivered_receipt_is_stored_and_relayed(socket_client, client, pair):
     m3 = sent(client, alice, bob, "3")
     received(a1), received(b1)
     ack = b1.emit("delivered", {"peer": alice.id, "up_to": m2["id"]}, callback=True)
-    assert ack == {"ok": True, "updated": 2}
+    assert ack == Marked(ok=True, updated=2)
     [(name, receipt)] = received(a1)
     assert name == "delivered"
     assert set(receipt) == {"receiver", "up_to", "delivered_at", "conversation", "version"}
@@ -347,7 +347,7 @@ def test_read_over_socket_relays_newest_id_marked_and_stores(socket_client, clie
               client.get("/api/chat/conversations", headers=bob.headers).get_json()]
     assert unread == [2]
     ack = b1.emit("read", {"peer": alice.id}, callback=True)
-    assert ack == {"ok": True, "updated": 2}
+    assert ack == Marked(ok=True, updated=2)
     for sc in (a1, a2):
         [(name, receipt)] = received(sc)
         assert name == "read" and set(receipt) == {"reader", "up_to", "read_at",
@@ -370,16 +370,15 @@ def test_read_up_to_over_socket_and_rest_read_event(socket_client, client, pair)
     m1 = sent(client, alice, bob, "1")
     sent(client, alice, bob, "2")
     received(a1), received(b1)
-    assert b1.emit("read", {"peer": alice.id, "up_to": m1["id"]}, callback=True) == {
-        "ok": True, "updated": 1}
+    assert b1.emit("read", {"peer": alice.id, "up_to": m1["id"]}, callback=True) == Marked(ok=True, updated=1)
     assert [(n, p["up_to"]) for n, p in received(a1)] == [("read", m1["id"])]
     response = client.post(f"/api/chat/conversations/{alice.id}/read", headers=bob.headers)
-    assert response.get_json() == {"updated": 1}
+    assert response.get_json() == Marked(updated=1)
     [(name, receipt)] = received(a1)
     assert name == "read" and receipt["reader"] == bob.id
     assert receipt["up_to"] == history(client, bob, alice, bob).get_json()[0]["id"]
     # nothing left to mark: nothing to tell
-    assert b1.emit("read", {"peer": alice.id}, callback=True) == {"ok": True, "updated": 0}
+    assert b1.emit("read", {"peer": alice.id}, callback=True) == Marked(ok=True, updated=0)
     assert received(a1) == []
 
 

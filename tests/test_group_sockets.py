@@ -11,7 +11,7 @@ from chatapp.extensions import mongo
 from config import TestingConfig
 
 from tests.conftest import Auth
-from tests.test_chat_rest import sent
+from tests.test_chat_rest import Marked, sent
 from tests.test_chat_sockets import collect, error_ack, received
 from tests.test_groups import add, created, get, posted, remove, set_role
 
@@ -188,7 +188,7 @@ def test_large_groups_accept_typing_and_delivered_without_relaying():
     ack = b1.emit("delivered", {"conversation": cid, "up_to": message["id"]}, callback=True)
     assert ack["ok"] is True
     ack = b1.emit("read", {"conversation": cid, "up_to": message["id"]}, callback=True)
-    assert ack == {"ok": True, "updated": 1}
+    assert ack == Marked(ok=True, updated=1)
     events = received(c1)
     assert names(events) == ["read"]  # read markers work at every size
     assert events[0][1]["reader"] == bob.id and events[0][1]["up_to"] == message["id"]
@@ -207,14 +207,14 @@ def test_group_receipts_over_sockets(client, socket_client, trio):
     for sc in (a1, b1, c1):
         received(sc)
     ack = b1.emit("delivered", {"conversation": cid, "up_to": m2["id"]}, callback=True)
-    assert ack == {"ok": True, "updated": 2}
+    assert ack == Marked(ok=True, updated=2)
     for sc in (a1, c1):
         [(name, event)] = received(sc)
         assert name == "delivered"
         assert set(event) == {"receiver", "conversation", "up_to", "delivered_at", "version"}
         assert event["receiver"] == bob.id and event["up_to"] == m2["id"]
     ack = b1.emit("read", {"conversation": cid, "up_to": m1["id"]}, callback=True)
-    assert ack == {"ok": True, "updated": 1}
+    assert ack == Marked(ok=True, updated=1)
     [(name, event)] = received(a1)
     assert name == "read" and event["reader"] == bob.id and event["conversation"] == cid
     assert received(b1) == []  # the reader is not told about themself

@@ -8,7 +8,7 @@ from bson import ObjectId
 from chatapp import create_app
 from config import TestingConfig
 
-from tests.test_chat_rest import ISO_MS, MESSAGE_KEYS, assert_error, next_link, sent
+from tests.test_chat_rest import ISO_MS, MESSAGE_KEYS, Marked, assert_error, next_link, sent
 
 CONVERSATION_KEYS = {"id", "type", "title", "created_by", "created_at", "member_count",
                      "members", "my_role", "version", "last_message", "unread_count",
@@ -445,14 +445,14 @@ def test_group_read_markers_and_unread_counts(client, trio):
     assert {e["conversation"]["id"]: e["unread_count"] for e in listed(client, bob)}[cid] == 2
     read = client.post(f"/api/chat/conversations/{cid}/read", headers=carol.headers,
                        json={"up_to": m1["id"]})
-    assert read.status_code == 200 and read.get_json() == {"updated": 1}
+    assert read.status_code == 200 and read.get_json() == Marked(updated=1)
     assert client.post(f"/api/chat/conversations/{cid}/read", headers=carol.headers,
-                       json={"up_to": m1["id"]}).get_json() == {"updated": 0}  # never back
+                       json={"up_to": m1["id"]}).get_json() == Marked(updated=0)  # never back
     conv = get(client, alice, cid).get_json()
     markers = {m["user"]["id"]: m["read_up_to"] for m in conv["members"]}
     assert markers == {alice.id: 0, bob.id: 0, carol.id: m1["seq"]}
     assert client.post(f"/api/chat/conversations/{cid}/read",
-                       headers=carol.headers).get_json() == {"updated": 2}
+                       headers=carol.headers).get_json() == Marked(updated=2)
     carol_view = get(client, carol, cid).get_json()
     assert carol_view["read_up_to"] == m3["seq"] and carol_view["unread_count"] == 0
     # read_at stays null in groups: receipts there are the members' markers

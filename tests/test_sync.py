@@ -441,3 +441,22 @@ def test_history_holds_back_messages_above_a_seq_being_written(client, auth, qui
             "created_at": datetime.now(timezone.utc) - timedelta(seconds=60)}})
     assert history_page(client, bob, conv_id) == (["three", "one"], None)
     assert history_page(client, bob, conv_id, after=first["id"]) == (["three"], None)
+
+
+def test_a_read_answers_the_version_of_its_move(client, auth, socket_client):
+    """The reader's other tabs get no `read` event of their own: the answer says where the
+    marker's move sits in the feed (absent when nothing moved)."""
+    alice, bob = auth.user(), auth.user()
+    conv = created(client, alice, [bob])
+    posted(client, alice, conv["id"])  # 4
+    first = client.post(f"/api/chat/conversations/{conv['id']}/read", headers=bob.headers,
+                        json={})
+    assert first.get_json() == {"updated": 1, "version": 5}
+    again = client.post(f"/api/chat/conversations/{conv['id']}/read", headers=bob.headers,
+                        json={})
+    assert again.get_json() == {"updated": 0}
+    m = posted(client, alice, conv["id"])  # 6
+    ack = socket_client(bob).emit("delivered", {"conversation": conv["id"], "up_to": m["id"]},
+                                  callback=True)
+    assert ack == {"ok": True, "updated": 1, "version": 7}
+    assert [e["version"] for e in feed(client, alice, conv["id"], since=4)["events"]] == [5, 7]

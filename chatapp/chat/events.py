@@ -175,7 +175,7 @@ def on_delivered(user_id, data):
     relayed to the other members (direct and small groups)."""
     body = load(delivered_schema, data)
     target = body.get("conversation") or body["peer"]
-    return {"ok": True, "updated": receipts.mark_delivered(user_id, target, body["up_to"])}
+    return {"ok": True, **receipts.mark_delivered(user_id, target, body["up_to"])}
 
 
 @socketio.on("read")
@@ -184,7 +184,7 @@ def on_read(user_id, data):
     """Member: move your read marker in a conversation (or with a peer), as the REST call."""
     body = load(read_schema, data)
     target = body.get("conversation") or body["peer"]
-    return {"ok": True, "updated": receipts.mark_read(user_id, target, body.get("up_to"))}
+    return {"ok": True, **receipts.mark_read(user_id, target, body.get("up_to"))}
 
 
 ENVELOPE_EVENTS = {"join": on_join, "chat message": on_chat_message}

@@ -26,13 +26,14 @@ MARKERS = {"read_at": "read_up_to", "delivered_at": "delivered_up_to"}
 
 def mark_read(reader_id, ref, up_to=None):
     """Move the reader's read marker (up to a message id, default the newest); tells the
-    other members with `read`. `ref`: a conversation id or a peer's user id."""
+    other members with `read`. `ref`: a conversation id or a peer's user id. Returns
+    {"updated": messages marked, "version": the change's version (absent: no move)}."""
     return _mark(reader_id, ref, up_to, "read_at", "read", "reader")
 
 
 def mark_delivered(receiver_id, ref, up_to):
     """The receiving client has the conversation's messages up to `up_to`; tells the other
-    members with `delivered` (direct and small groups only)."""
+    members with `delivered` (direct and small groups only). Returns as `mark_read`."""
     return _mark(receiver_id, ref, up_to, "delivered_at", "delivered", "receiver")
 
 
@@ -53,10 +54,10 @@ def _mark(caller_id, ref, up_to, field, event, who):
     if conv is None:
         if up_to is not None:
             raise ValidationError(details={"up_to": ["Not a message of this conversation."]})
-        return 0
+        return {"updated": 0}
     target = _target(conv, caller_id, up_to, field)
     if target is None:
-        return 0
+        return {"updated": 0}
     when = datetime.now(timezone.utc)
     updated = 0
     if conv["type"] == "direct":
@@ -73,12 +74,14 @@ def _mark(caller_id, ref, up_to, field, event, who):
         _move_marker(conv, caller_id, "delivered_up_to", target["seq"])
     if conv["type"] == "group":
         if moved is None:
-            return 0
+            return {"updated": 0}
         previous = moved["members"][str(caller_id)][MARKERS[field]]
         updated = store.count_from_others(conv["_id"], caller_id, previous, target["seq"])
     if updated or (conv["type"] == "group" and moved is not None):
         _tell(conv, caller_id, event, who, target, when, field, version)
-    return updated
+    # The reader's own other tabs learn the move from this answer's version (the `read`
+    # event goes to the others) or from the change feed.
+    return {"updated": updated} if version is None else {"updated": updated, "version": version}
 
 
 def _target(conv, caller_id, up_to, field):

@@ -120,7 +120,7 @@ def send_to_conversation(body, conversation):
 def mark_conversation_read(body, conversation):
     """A member (`conversation` = its id, or a peer's user id): move your read marker
     forward; the other members get `read`."""
-    return {"updated": receipts.mark_read(g.user_id, conversation, body.get("up_to"))}
+    return receipts.mark_read(g.user_id, conversation, body.get("up_to"))
 
 
 @blp.route("/messages/<id>", methods=["PATCH"])

@@ -150,6 +150,9 @@ class MessageEnvelopeSchema(Schema):
 
 class UpdatedSchema(Schema):
     updated = fields.Integer(required=True)
+    version = fields.Integer(metadata={
+        "description": "the conversation version of your marker's move (absent when it did "
+                       "not move): your other tabs get no `read` event of your own"})
 
 
 # --- Socket.IO only: the handshake, the original API's events, acks, server events --------
@@ -209,6 +212,7 @@ class MessageAckSchema(OkAckSchema):
 class UpdatedAckSchema(OkAckSchema):
     """A receipt's ack: how many messages it marked."""
     updated = UpdatedSchema._declared_fields["updated"]
+    version = UpdatedSchema._declared_fields["version"]
 
 
 class ErrorAckSchema(Schema):
