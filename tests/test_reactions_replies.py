@@ -173,3 +173,28 @@ def test_many_users_reacting_at_once_lose_none(app, auth):
     assert sorted(final["reactions"][THUMBS]) == sorted(a.id for a in members)
     assert sorted(final["reactions"][HEART]) == sorted(a.id for a in members)
     assert final["version"] == m["version"] + 2 * len(members)
+
+
+def test_an_emoji_with_a_slash_is_a_reaction_like_any_other(client, auth):
+    alice, bob = auth.user(), auth.user()
+    m = sent(client, alice, bob)
+    shrug = "\u00af\\_(\u30c4)_/\u00af"
+    assert reacted(client, bob, m["id"], shrug)["reactions"] == {shrug: [bob.id]}
+    assert reacted(client, bob, m["id"], shrug, "DELETE")["reactions"] == {}
+
+
+def test_in_a_blocked_pair_no_edit_or_reaction_reaches_the_blocker(client, auth,
+                                                                   socket_client):
+    alice, bob = auth.user(), auth.user()
+    theirs, mine = sent(client, bob, alice, "hello"), sent(client, alice, bob, "hi bob")
+    assert client.put(f"/api/user/blocks/{bob.id}", headers=alice.headers).status_code == 200
+    ear = socket_client(alice)
+    ear.get_received()
+    assert_error(client.patch(f"/api/chat/messages/{theirs['id']}", headers=bob.headers,
+                              json={"content": "buy my stuff"}), 403, "forbidden")
+    assert_error(react(client, bob, mine["id"], THUMBS), 403, "forbidden")
+    assert_error(react(client, alice, theirs["id"], THUMBS), 403, "forbidden")  # the blocker too
+    assert [e["name"] for e in ear.get_received()] == []
+    assert delete(client, bob, theirs["id"])["deleted"]  # taking your own words back stays open
+    assert client.delete(f"/api/user/blocks/{bob.id}", headers=alice.headers).status_code == 200
+    assert reacted(client, bob, mine["id"], THUMBS)["reactions"] == {THUMBS: [bob.id]}

@@ -22,11 +22,12 @@ from bson import ObjectId
 from flask import current_app
 
 from chatapp.attachments import content, signing, store
+from chatapp.attachments.public import present  # noqa: F401 - part of this interface
 from chatapp.chat import store as message_store
 from chatapp.conversations import service as conversations
 from chatapp.errors import ApiError, NotFound, ValidationError
 from chatapp.extensions import socketio
-from chatapp.schemas import iso, parse_object_id
+from chatapp.schemas import parse_object_id
 
 log = logging.getLogger(__name__)
 MAX_PER_MESSAGE = 10
@@ -89,14 +90,6 @@ def snapshot(doc):
     meta = doc["metadata"]
     return {"id": doc["_id"], "filename": doc["filename"], "content_type": meta["content_type"],
             "size": doc["length"], "sha256": meta["sha256"], "created_at": doc["uploadDate"]}
-
-
-def present(snap, now_seconds=None):
-    """The contract's Attachment, with a freshly signed `url`."""
-    return {"id": str(snap["id"]), "filename": snap["filename"],
-            "content_type": snap["content_type"], "size": snap["size"], "sha256": snap["sha256"],
-            "url": signing.signed_url(str(snap["id"]), now_seconds),
-            "created_at": iso(snap["created_at"])}
 
 
 def for_send(sender_id, ids):

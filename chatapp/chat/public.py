@@ -4,7 +4,7 @@ A reply's preview (`reply_to`) is read from the original at the moment of answer
 follows the original's edits and deletion; a page of messages reads its originals in one
 query (`public_messages`).
 """
-from chatapp.attachments import service as attachments
+from chatapp.attachments import public as attachments
 from chatapp.chat import store
 from chatapp.schemas import iso
 

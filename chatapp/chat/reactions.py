@@ -10,7 +10,7 @@ import unicodedata
 from chatapp import realtime
 from chatapp.chat import store
 from chatapp.chat.public import emoji_key, public_message
-from chatapp.chat.service import now, visible, visible_message
+from chatapp.chat.service import now, refuse_if_blocked, visible, visible_message
 from chatapp.conversations import store as conversation_store
 from chatapp.errors import Conflict, ValidationError
 from chatapp.sync import service as sync
@@ -40,6 +40,7 @@ def remove_reaction(caller_id, message_id, emoji):
 
 def _react(caller_id, message_id, emoji, adding):
     doc, conv = visible_message(caller_id, message_id)
+    refuse_if_blocked(caller_id, conv)
     key = emoji_key(emoji)
     for _ in range(3):
         if doc.get("deleted"):

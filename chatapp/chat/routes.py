@@ -3,6 +3,7 @@ from urllib.parse import urlencode
 
 from flask import g, request
 from flask_smorest import Blueprint
+from werkzeug.routing import PathConverter
 
 from chatapp import limits
 from chatapp.auth import auth_required
@@ -128,7 +129,8 @@ def mark_conversation_read(body, conversation):
 @blp.arguments(EditMessageSchema)
 @blp.doc(security=BEARER)
 @blp.alt_response(200, schema=MessageEnvelopeSchema, description="The edited Message")
-@blp.alt_response(403, **error_doc(403, "`forbidden`: not the sender"))
+@blp.alt_response(403, **error_doc(403, "`forbidden`: not the sender, or a direct conversation "
+                                        "where one of the pair blocked the other"))
 @blp.alt_response(404, **error_doc(404, "`not_found`: unknown or malformed message id"))
 @blp.alt_response(409, **error_doc(409, "`conflict`: the message is deleted",
                                    example=Conflict("a deleted message cannot be edited",
@@ -154,7 +156,18 @@ def delete_message(id):  # noqa: A002
     return {"message": service.delete_message(g.user_id, id)}
 
 
+class EmojiConverter(PathConverter):
+    """Any text as an emoji path segment, `/` (sent as %2F) and line breaks included: the
+    emoji check answers 422, not the router 404."""
+    regex = r"[\s\S]+?"
+    part_isolating = False  # may span `/`
+
+
+blp.record_once(lambda state: state.app.url_map.converters.setdefault("emoji", EmojiConverter))
+
 REACTION_ERRORS = (
+    (403, error_doc(403, "`forbidden`: a direct conversation where one of the pair blocked "
+                         "the other")),
     (404, error_doc(404, "`not_found`: not a message of a conversation of yours")),
     (409, error_doc(409, "`conflict`: the message is deleted",
                     example=Conflict("a deleted message takes no reactions",
@@ -174,7 +187,7 @@ def _reaction_route(view):
     return blp.doc(security=BEARER)(view)
 
 
-@blp.route("/messages/<id>/reactions/<emoji>", methods=["PUT"])
+@blp.route("/messages/<id>/reactions/<emoji:emoji>", methods=["PUT"])
 @auth_required
 @_reaction_route
 @limits.limit_send
@@ -183,7 +196,7 @@ def add_reaction(id, emoji):  # noqa: A002
     return {"message": reactions.add_reaction(g.user_id, id, emoji)}
 
 
-@blp.route("/messages/<id>/reactions/<emoji>", methods=["DELETE"])
+@blp.route("/messages/<id>/reactions/<emoji:emoji>", methods=["DELETE"])
 @auth_required
 @_reaction_route
 @limits.limit_send

@@ -12,6 +12,7 @@ from flask import current_app
 
 from chatapp import metrics, realtime
 from chatapp.attachments import service as attachments
+from chatapp.blocks import service as blocks
 from chatapp.chat import store
 from chatapp.chat.public import public_message
 from chatapp.conversations import service as conversations
@@ -154,6 +155,7 @@ def edit_message(caller_id, message_id, content):
     doc, conv = visible_message(caller_id, message_id)
     if doc["sender"] != caller_id:
         raise Forbidden("only the sender may change a message")
+    refuse_if_blocked(caller_id, conv)
     if doc.get("deleted"):
         raise Conflict("a deleted message cannot be edited", details={"message": ["deleted"]})
     content = check_content(content)
@@ -199,6 +201,13 @@ def _change(doc, conv, event, write):
     message = public_message(after)
     realtime.emit_to_users(event, message, counter["member_ids"])
     return message
+
+
+def refuse_if_blocked(caller_id, conv):
+    """403 in a direct conversation where one of the pair blocked the other: edits and
+    reactions would reach the blocker as a send does (deleting your own stays allowed)."""
+    if conv["type"] == "direct" and conv.get("blockers"):
+        blocks.refuse(caller_id, conv["blockers"])
 
 
 def visible_message(caller_id, message_id):
