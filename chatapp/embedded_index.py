@@ -17,10 +17,11 @@ from bson import ObjectId
 from mongomock import filtering, helpers
 
 from chatapp import embedded_text, embedded_ttl
-from chatapp.embedded_order import Order
+from chatapp.embedded_order import ALL, RANGES, Order
 
 KEYABLE = (str, int, float, ObjectId, datetime.datetime, bytes, uuid.UUID, type(None))
 UNUSABLE = object()
+PATH = "path"  # values_of: the path went through an array of sub-documents
 MAX_KEYS = 256  # `$in` combinations one lookup may take; beyond, a shorter prefix is used
 
 
@@ -33,17 +34,33 @@ def keyable(value):
 
 def values_of(doc, field):
     """The values an index holds for `field` of `doc`, and whether they came from an array:
-    an array's elements (multikey), [None] for a missing field; UNUSABLE when not hashable."""
-    value = doc
+    an array's elements (multikey; `PATH` when the path itself went through an array of
+    sub-documents, each element's field taken, as MongoDB fans out), [None] for a missing
+    field; UNUSABLE when not hashable (a sub-document, nested arrays, a numeric part)."""
+    values, from_array = [doc], False
     for part in field.split("."):
+        found = []
+        for value in values:
+            if isinstance(value, list):
+                if part.isdigit() or not all(isinstance(v, dict) for v in value):
+                    return UNUSABLE, True
+                found.extend(v.get(part) for v in value)
+                from_array = PATH
+            else:
+                found.append(value.get(part) if isinstance(value, dict) else None)
+        values = found
+    held = []
+    for value in values:
         if isinstance(value, list):
-            return UNUSABLE, True  # a path through an array (MongoDB would fan out)
-        value = value.get(part) if isinstance(value, dict) else None
-    if isinstance(value, list):
-        if not all(keyable(v) and not isinstance(v, list) for v in value):
-            return UNUSABLE, True
-        return list(dict.fromkeys(value)) or [None], True
-    return ([value], False) if keyable(value) else (UNUSABLE, False)
+            if not all(keyable(v) and not isinstance(v, list) for v in value):
+                return UNUSABLE, True
+            held.extend(value or [None])
+            from_array = from_array or True
+        elif keyable(value):
+            held.append(value)
+        else:
+            return UNUSABLE, from_array
+    return list(dict.fromkeys(held)) or [None], from_array
 
 
 def keys_of(doc, fields):
@@ -74,13 +91,15 @@ class Index:
         self.partial = spec.get("partialFilterExpression")
         self.usable = not any(f.startswith("$") for f in self.fields)
         self.exact = True  # no document ever held an array or a boolean in it
+        self.fanned = False  # a document's path went through an array: null is not looked up
         # For each prefix of the key (n first fields): values -> {doc id: None}, in order.
         self.prefixes = [{} for _ in self.fields]
         self.ids = self.prefixes[-1]  # the whole key
         self.keys = {}  # doc id -> its keys
         # The documents of each first-field value in the order of the other fields (ranges
-        # and sorts on them); None: not kept (one field, or values it cannot order).
-        self.ordered = Order() if len(self.fields) > 1 else None
+        # and sorts on them; a one-field index: all its documents, in that field's order, for
+        # ranges on it); None: not kept (values it cannot order).
+        self.ordered = Order()
 
     def covers(self, doc):
         if self.partial is not None and not filtering.filter_applies(self.partial, doc):
@@ -99,6 +118,8 @@ class Index:
             self.usable = False
             return
         self.exact = self.exact and exact
+        if not exact and not self.fanned and any("." in f for f in self.fields):
+            self.fanned = any(values_of(doc, f)[1] == PATH for f in self.fields)
         for key in keys:
             for n, by_prefix in enumerate(self.prefixes, 1):
                 by_prefix.setdefault(key[:n], {})[doc_id] = None
@@ -107,9 +128,14 @@ class Index:
             self._order(doc, doc_id, place, keys)
 
     def _order(self, doc, doc_id, place, keys):
-        trailing = [values_of(doc, f) for f in self.fields[1:]]
-        if not self.ordered.add(doc_id, place, dict.fromkeys(key[0] for key in keys), trailing):
+        trailing = [values_of(doc, f) for f in self.fields[1:] or self.fields]
+        if not self.ordered.add(doc_id, place, self._firsts(keys), trailing):
             self.ordered = None
+
+    def _firsts(self, keys):
+        """The lists of the order a document is filed in: one per first-field value, or
+        the one list of a one-field index."""
+        return (ALL,) if len(self.fields) == 1 else dict.fromkeys(key[0] for key in keys)
 
     def discard(self, doc_id):
         keys = self.keys.pop(doc_id, ())
@@ -120,8 +146,7 @@ class Index:
                     holders.pop(doc_id, None)
                     if not holders:
                         del by_prefix[key[:n]]
-        if self.ordered is not None and \
-                not self.ordered.discard(doc_id, dict.fromkeys(key[0] for key in keys)):
+        if self.ordered is not None and not self.ordered.discard(doc_id, self._firsts(keys)):
             self.ordered = None
 
     def _prefix(self, allowed, equal):
@@ -139,6 +164,8 @@ class Index:
         used = [allowed[f] for f in self.fields[:n]]
         if self.sparse and all(None in values for values in used):
             return None  # documents matching null may be missing from a sparse index
+        if self.fanned and any(None in values for values in used):
+            return None  # null through an array of sub-documents: not what its keys say
         keys = list(itertools.product(*used))
         # A partial index holds the matching documents only if these values imply its filter.
         if self.partial is not None and not all(
@@ -153,19 +180,34 @@ class Index:
         None when this index cannot tell."""
         found = self._prefix(allowed, equal)
         if found is None:
-            return None
+            return self._range(ranges)
         n, keys = found
-        if n == 1 and self.ordered is not None and self.fields[1] in ranges:
+        if n == 1 and len(self.fields) > 1 and self.ordered is not None \
+                and self.fields[1] in ranges:
             sources = self.ordered.slices((key[0] for key in keys), ranges[self.fields[1]])
             if sources is not None:
                 return [source.ids() for source in sources]
         by_prefix = self.prefixes[n - 1]
         return [by_prefix[key] for key in keys if key in by_prefix]
 
+    def _range(self, ranges):
+        """A range on a one-field index's field: the ids of a slice of its order; None when
+        it may leave out matching documents (a null bound and a sparse index, which does not
+        hold the documents missing the field; a partial index)."""
+        field = self.fields[0]
+        if len(self.fields) > 1 or self.ordered is None or not self.usable \
+                or field not in ranges or self.partial is not None:
+            return None
+        condition = ranges[field]
+        if self.sparse and any(condition.get(op, 0) is None for op in RANGES):
+            return None
+        sources = self.ordered.slices((ALL,), condition)
+        return None if sources is None else [source.ids() for source in sources]
+
     def in_order(self, allowed, equal, ranges, sort_fields):
         """Entry lists, each in the order of `sort_fields`, holding every document whose
         first field takes a value in `allowed`; None when this index does not keep it."""
-        if self.ordered is None or self.fields[1:1 + len(sort_fields)] != sort_fields \
+        if len(self.fields) == 1 or self.ordered is None or self.fields[1:1 + len(sort_fields)] != sort_fields \
                 or self.fields[0] not in allowed:
             return None
         found = self._prefix({self.fields[0]: allowed[self.fields[0]]}, equal)

@@ -14,6 +14,7 @@ import bisect
 from mongomock.filtering import _get_compare_type
 
 RANGES = ("$gt", "$gte", "$lt", "$lte")
+ALL = ()  # the one list of a one-field index's order
 
 
 def order_key(value):

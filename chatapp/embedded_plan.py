@@ -78,7 +78,7 @@ def _conditions(filter):
             held = condition.get("$all")
             if isinstance(held, list) and held and all(keyable(v) for v in held):
                 every.extend((field, value) for value in held[:8])
-    choices = [allowed] if allowed else []
+    choices = [allowed] if allowed or ranges else []  # a range alone: one-field indexes
     choices += [{**allowed, field: [value]} for field, value in every]
     return [(choice, {f: vs[0] for f, vs in choice.items() if len(vs) == 1}) for choice in choices], \
         ranges

@@ -93,8 +93,25 @@ def talk(conv, senders, n, start, receivers=None):
                "read_at": at(start + seq) if seq <= n // 2 else None, "edited_at": None,
                "deleted": False, "client_id": f"{conv['_id']}-{seq}"}
         assert messages.insert_message(doc)
+        assert feed.insert(conv["_id"], seq, doc["created_at"], {"kind": "message", "msg": doc["_id"]})
         docs.append(doc)
     return docs
+
+
+def belongings(user, peer, message, unsent_since):
+    """A block of `peer`, a file sent in `message` and one not sent yet; the files' ids."""
+    blocks.add(user, peer, at(1))
+    files = []
+    for sent in (True, False):
+        upload = attachments.Upload(ObjectId(), "f.bin")
+        upload.write(b"data")
+        upload.close({"owner": user, "content_type": "text/plain", "sha256": "x",
+                      **({"sent_in": []} if sent else {"unsent_since": unsent_since,
+                                                       "sent_in": []})}, at(0))
+        if sent:
+            attachments.add_link([upload.id], {"conv": message["conv"], "msg": message["_id"]})
+        files.append(upload.id)
+    return files
 
 
 def world(others):
@@ -112,16 +129,21 @@ def world(others):
     talk(notes, [alice], 5, 40, [alice])
     group = conversation("group", [alice, bob, carol], 20, 90)
     talk(group, [alice, bob, carol], 20, 60)
+    push_pending(group["_id"], [{"v": 21, "type": "read", "user": carol}])
+    files = belongings(alice, carol, pair_messages[15], at(2))
     for n in range(others):
         x, y, z = ObjectId(), ObjectId(), ObjectId()
         users.users().insert_one({"_id": x, "username": str(x), "username_lower": str(x),
                                   "email": f"{x}@example.com", "password_hash": "x"})
         users.add_socket(f"s-{x}", x, "server-1", f"jti-{x}", f"sid-{x}")
         users.revoke([f"jti-old-{x}"], at(10 ** 9))
-        talk(conversation("direct", [x, y], 10, 200 + n), [x, y], 10, 200 + n, [y, x])
-        talk(conversation("group", [x, y, z], 10, 300 + n), [x, y, z], 10, 300 + n)
+        theirs = talk(conversation("direct", [x, y], 10, 200 + n), [x, y], 10, 200 + n, [y, x])
+        group_of_others = conversation("group", [x, y, z], 10, 300 + n)
+        talk(group_of_others, [x, y, z], 10, 300 + n)
+        push_pending(group_of_others["_id"], [{"v": 11, "type": "read", "user": z}])
+        belongings(x, y, theirs[3], at(10 ** 6))  # not orphans at the sweep's moment yet
     return {"alice": alice, "bob": bob, "carol": carol, "pair": pair,
-            "middle": pair_messages[15], "group": group}
+            "middle": pair_messages[15], "group": group, "files": files}
 
 
 QUERIES = {
@@ -148,6 +170,15 @@ QUERIES = {
     "newest_in": lambda w: messages.newest_in(w["pair"]["_id"]),
     "oldest_in": lambda w: messages.oldest_in(w["pair"]["_id"]),
     "marked_up_to": lambda w: messages.marked_up_to(w["pair"]["_id"], w["alice"], "read_at"),
+    "find_by_version": lambda w: messages.find_by_version(w["pair"]["_id"], 12),
+    "find_by_version, before versions": lambda w: messages.find_by_version(w["pair"]["_id"], 99),
+    "raise_version": lambda w: messages.raise_version(w["middle"]["_id"], 101),
+    "add_reaction": lambda w: messages.add_reaction(w["middle"]["_id"], "k", w["bob"], 102, 20),
+    "remove_reaction": lambda w: messages.remove_reaction(w["middle"]["_id"], "k", w["bob"], 103),
+    # sync/store.py: the change feed
+    "changes after": lambda w: feed.after(w["pair"]["_id"], 20, 5),
+    "changes find": lambda w: feed.find(w["pair"]["_id"], 7),
+    "changes insert": lambda w: feed.insert(w["pair"]["_id"], 104, at(5), {"kind": "void"}),
     # conversations/store.py
     "find": lambda w: conversations.find(w["group"]["_id"]),
     "find_for_member": lambda w: conversations.find_for_member(w["group"]["_id"], w["carol"]),
@@ -162,11 +193,35 @@ QUERIES = {
     "take_version": lambda w: conversations.take_version(w["group"]["_id"]),
     "update": lambda w: conversations.update(w["group"]["_id"], {"type": "group"},
                                              {"$set": {"title": "h"}}),
+    "pending_entry": lambda w: conversations.pending_entry(w["group"]["_id"], 21),
+    "set_blocker": lambda w: conversations.set_blocker(w["pair"]["pair"], w["alice"], True),
+    "bump_direct": lambda w: conversations.bump_direct(
+        w["pair"]["pair"], {"last_at": at(6)}, {"seq": 1, "version": 1}),
     "half_upgraded": lambda w: conversations.half_upgraded(),
     "find_legacy": lambda w: conversations.find_legacy(w["pair"]["pair"]),
     # search/store.py: a term only alice's pair holds, across all her conversations
     "ids_for_member": lambda w: conversations.ids_for_member(w["alice"]),
     "search page": lambda w: search.page(conversations.ids_for_member(w["alice"]), '"m25"', 20),
+    # blocks/store.py
+    "blocks add": lambda w: blocks.add(w["bob"], w["carol"], at(3)),
+    "blocks find": lambda w: blocks.find(w["alice"], w["carol"]),
+    "blocks between": lambda w: blocks.between(w["alice"], w["carol"]),
+    "blocks made_by": lambda w: blocks.made_by(w["alice"]),
+    "blocked_ids": lambda w: blocks.blocked_ids(w["alice"]),
+    "blocker_ids": lambda w: blocks.blocker_ids(w["carol"], [w["alice"], w["bob"]]),
+    "blocks involving": lambda w: blocks.involving(w["carol"]),
+    "blocks remove": lambda w: blocks.remove(w["bob"], w["carol"]),
+    # attachments/store.py: GridFS's fs.files and fs.chunks
+    "find_file": lambda w: attachments.find_file(w["files"][0]),
+    "find_owned": lambda w: attachments.find_owned(w["files"], w["alice"]),
+    "read_chunk": lambda w: attachments.read_chunk(w["files"][0], 0),
+    "sent_in_message": lambda w: attachments.sent_in_message(w["middle"]["_id"]),
+    "orphans": lambda w: attachments.orphans(at(4), 10),
+    "add_link": lambda w: attachments.add_link(w["files"][1:], {"conv": w["pair"]["_id"],
+                                                                 "msg": w["middle"]["_id"]}),
+    "drop_link": lambda w: attachments.drop_link(w["files"][0], w["middle"]["_id"]),
+    "delete_file": lambda w: attachments.delete_file(w["files"][0],
+                                                     attachments.unlinked_condition()),
     # users/store.py: users, sockets, revocations
     "find_user": lambda w: users.find_user(w["bob"]),
     "find_user_by_email": lambda w: users.find_user_by_email(f"{w['bob']}@example.com"),
@@ -237,6 +292,8 @@ INDEXES = [
     ([("token", ASCENDING)], {"unique": True, "sparse": True, "name": "token"}),
     ([("tags.kind", ASCENDING), ("type", ASCENDING)], {"name": "tags"}),
     ([("extra", ASCENDING)], {"name": "extra"}),
+    # a path through an array of sub-documents (attachments' metadata.sent_in.msg)
+    ([("links.msg", ASCENDING)], {"sparse": True, "name": "links"}),
 ]
 user = st.sampled_from(USERS)
 scalar = st.one_of(user, st.none(), st.sampled_from(["a", "b"]), st.integers(0, 3))
@@ -259,6 +316,10 @@ FIELDS = {
     "token": st.one_of(st.sampled_from([True, 1, 1.0, "t", None]), st.just([1, 2])),
     "tags": st.one_of(st.fixed_dictionaries({"kind": scalar}), st.just([{"kind": "a"}]),
                       st.just("flat")),
+    "links": st.one_of(st.lists(st.one_of(st.fixed_dictionaries({}, optional={"msg": scalar}),
+                                          st.just({"msg": [1, "a"]})), max_size=3),
+                       st.just([{"msg": 1}, 2]), st.just([[{"msg": 1}]]),
+                       st.fixed_dictionaries({"msg": scalar})),
 }
 # Every document has a seq, spread wide: the unique (conv, seq) index refuses few inserts.
 document = st.fixed_dictionaries(
@@ -276,9 +337,11 @@ def leaf():
         st.sampled_from(sorted(values)).flatmap(lambda f: values[f].map(lambda v: {f: {"$eq": v}})),
         user.map(lambda u: {"member_ids": u}),  # the app's shape, made frequent
         scalar.map(lambda v: {"tags.kind": v}),  # through a sub-document, or an array of them
+        scalar.map(lambda v: {"links.msg": v}),
         st.lists(user, min_size=1, max_size=2).map(lambda us: {"member_ids": {"$all": us}}),
         st.integers(0, 4).map(lambda n: {"seq": {"$gt": n}}),
-        st.tuples(st.sampled_from(["at", "seq"]), st.sampled_from(["$gt", "$gte", "$lt", "$lte"]),
+        st.tuples(st.sampled_from(["at", "seq", "legacy", "pair", "extra", "token", "links.msg"]),
+                  st.sampled_from(["$gt", "$gte", "$lt", "$lte"]),
                   st.one_of(st.integers(0, 4), st.none(), st.just("x"), st.just(1.5))).map(
             lambda t: {t[0]: {t[1]: t[2]}}),
         st.tuples(user, st.integers(0, 3), st.integers(0, 3)).map(  # the app's range shape
@@ -828,3 +891,27 @@ def test_index_order_edge_cases_answer_as_scans(documents, in_index_order):
             with plain_mongomock():
                 assert got == read(sides[1], r), r
 
+
+@pytest.mark.parametrize("documents", EDGE_DOCUMENTS)
+@pytest.mark.parametrize("options", [{}, {"sparse": True}, {"unique": True, "sparse": True}])
+def test_ranges_on_a_one_field_index_answer_as_scans(documents, options):
+    """A range alone on a one-field index's field is a slice of its order (the attachments'
+    orphans: `metadata.unsent_since < t`), null bounds and a sparse index included."""
+    embedded.install()
+    sides = []
+    for plain in (False, True):
+        with plain_mongomock() if plain else contextlib.nullcontext():
+            c = mongomock.MongoClient().db[f"o{ObjectId()}"]
+            c.create_index("at", **options)
+            for n, doc in enumerate(documents + [{"at": None}, {}]):
+                outcome(lambda: c.insert_one({"_id": n, **doc}))
+            c.delete_one({"_id": 1})
+            sides.append(c)
+    reads = [("sorted", {"at": {op: bound}}, [("_id", ASCENDING)], 0)
+             for op in ("$gt", "$gte", "$lt", "$lte")
+             for bound in (1, 2, None, "a", b"a", b"ab", AWARE.replace(tzinfo=None))]
+    reads += [("count", {"at": {"$gte": 1, "$lt": 3}}), ("count", {"at": {"$lte": None}})]
+    for r in reads:
+        got = read(sides[0], r)
+        with plain_mongomock():
+            assert got == read(sides[1], r), r
