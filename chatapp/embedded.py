@@ -5,14 +5,16 @@ the whole collection: with it, storing a message cost time proportional to the n
 messages already stored, and one user's history request stalled every other client while
 it scanned every message (bench/README.md has the profile). MongoDB uses the indexes that
 `ensure_indexes` declares; this gives the embedded store the same shape: per collection, a
-hash from each declared index's key to the ids holding it, multikey for arrays, and the
-documents of each first-field value in the order of the index's other fields
-(chatapp/embedded_index.py). They serve
+hash from each declared index's key to the ids holding it, multikey for arrays (and for a
+path through an array of sub-documents), and the documents of each first-field value in the
+order of the index's other fields (a one-field index: all of them in its field's order;
+chatapp/embedded_index.py, chatapp/embedded_order.py). They serve
 
 - the unique checks of an insert or update;
 - queries (chatapp/embedded_plan.py): equalities (`v`, `$eq`, `$in`, a value of `$all`) on
-  an index's leading fields, a range on the next field, a top-level `$or` whose every
-  branch is so narrowed, `$and`; aggregations that start with a `$match`;
+  an index's leading fields, a range on the next field (or alone, on a one-field index), a
+  top-level `$or` whose every branch is so narrowed, `$and`; aggregations that start with a
+  `$match`;
 - sorts: a sort an index keeps is read in its order, and a limited cursor (`find_one` too:
   limited to one, as MongoDB's) examines and copies only what it returns, where mongomock
   matched, sorted and copied every candidate before cutting.

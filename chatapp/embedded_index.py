@@ -2,9 +2,10 @@
 of the documents holding it, and each document's place in mongomock's natural order.
 
 A key is built as MongoDB builds an index key: a missing field is null, an array is hashed
-under each of its elements (a multikey index: `member_ids`), and a value that does not hash
-the way MongoDB compares (a sub-document, a nested array, a path through an array) makes the
-index unusable, so queries fall back to mongomock's scan. A bool equals (and hashes as) 1
+under each of its elements (a multikey index: `member_ids`; a path through an array of
+sub-documents takes each element's field: `metadata.sent_in.msg`), and a value that does not
+hash the way MongoDB compares (a sub-document, a nested array) makes the index unusable, so
+queries fall back to mongomock's scan. A bool equals (and hashes as) 1
 or 0: harmless for candidates, which are always re-checked, but such an index (or one that
 held an array) no longer decides unique checks by hash (`Index.exact`). A text index holds
 each document's folded terms instead (`TextIndex`, for `$text`: chatapp/embedded_text.py).
