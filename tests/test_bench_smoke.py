@@ -48,11 +48,28 @@ FIGURES = {
                       *(f"{limit}.{what}" for limit in ("default_limit", "limit_500")
                         for what in ("calls", "call_p50_ms", "call_p99_ms", "total_p50_ms",
                                      "total_p99_ms", "server_cpu_ms")))},
+    # Rich messages (issue 13, bench/rich.py).
+    "search.messages": ("chatapp",),
+    **{f"search.{query}.{q}_ms": ("chatapp",) for q in ("p50", "p99")
+       for query in ("common", "rare", "two_words", "conversation", "before", "before_deep")},
+    **{f"rich_page.{kind}.{q}_ms": ("chatapp",) for kind in ("plain", "rich")
+       for q in ("p50", "p99")},
+    **{f"attachments.{figure}": ("chatapp",) for figure in (
+        "file_mib", "upload_mb_s", "download_mb_s", "upload.p50_ms", "upload.p99_ms",
+        "download.p50_ms", "download.p99_ms", "upload.server_cpu_ms_per_mib",
+        "download.server_cpu_ms_per_mib", "download.rss_growth_mib", "concurrent.uploads",
+        "concurrent.aggregate_mb_s", "concurrent.rss_peak_growth_mib",
+        "concurrent.stored_in_process_mib", "concurrent.file_x_uploads_mib",
+        "concurrent.growth_beyond_stored_over_file_x_uploads")},
 }
 CHECKS = ["saturation.all_delivered_and_stored", "latency.20.all_delivered",
           "latency.50.all_delivered", "idle.all_received", "group.all_delivered_and_stored"]
 # chatapp only (the floor stores nothing): every change reached the member catching up.
-CHATAPP_CHECKS = ["catchup.group.all_arrived", "catchup.direct.all_arrived"]
+CHATAPP_CHECKS = ["catchup.group.all_arrived", "catchup.direct.all_arrived",
+                  # Search answered what a model of the store says; the rich page showed what
+                  # was sent; the downloaded bytes' sha256 matched the uploaded file's.
+                  "search.all_correct", "rich_page.all_correct", "attachments.sha256_verified",
+                  "attachments.all_correct"]
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +102,11 @@ def test_every_run_delivered_and_stored_what_it_sent(smoke):
     for figure in CHECKS:
         assert data["figures"][figure] == {"chatapp": True, "floor": True}, figure
     for figure in CHATAPP_CHECKS:
-        assert data["figures"][figure] == {"chatapp": True}, (
-            figure, [row["problems"] for row in data["details"]["catchup"]["chatapp"].values()])
+        scenario = figure.split(".")[0]
+        detail = data["details"][scenario]["chatapp"]
+        problems = [row["problems"] for row in detail.values()] if scenario == "catchup" \
+            else detail["problems"]
+        assert data["figures"][figure] == {"chatapp": True}, (figure, problems)
 
 
 def test_catch_up_fetched_every_change_of_the_smoke_run(smoke):
@@ -98,3 +118,21 @@ def test_catch_up_fetched_every_change_of_the_smoke_run(smoke):
         assert row["default_limit"]["calls"] >= 2, row["default_limit"]
         assert row["default_limit"]["pages"][-1][1] == row["changes"], row["default_limit"]
         assert row["limit_500"]["pages"][-1][1] == row["changes"], row["limit_500"]
+
+
+def test_rich_message_figures_come_from_real_answers(smoke):
+    """The search pages had matches to find and skip (a rare word outside the caller's
+    conversations, deleted messages), the rich page carried what it compares, and the
+    concurrent uploads all finished; the RSS bar is printed with its verdict (either passes)."""
+    stdout, data = smoke
+    search = data["details"]["search"]["chatapp"]["queries"]
+    assert search["common"]["matching"] > 50 and search["before"]["results"] > 0, search
+    assert 0 < search["rare"]["matching"] < 50 and search["two_words"]["matching"] > 0, search
+    page = data["details"]["rich_page"]["chatapp"]["seeded"]["rich"]
+    assert page["attachments"] and page["reactions"] and page["replies"], page
+    transfer = data["details"]["attachments"]["chatapp"]
+    assert transfer["concurrent"]["completed"] == transfer["concurrent"]["uploads"] >= 2
+    printed = {line["figure"]: line for line in map(json.loads, (
+        line for line in stdout.splitlines() if line.startswith('{"figure"')))}
+    bar = printed["attachments.concurrent.growth_beyond_stored_over_file_x_uploads"]
+    assert bar["target"] == "value < 1" and bar["met"] in (True, False), bar
