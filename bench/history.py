@@ -40,9 +40,9 @@ def run(n_messages, n_convs, samples):
                                                   headers=headers), expect=n_convs)
         with app.app_context():
             indexes = _explain_or_say(me, peer) if not mongo.embedded else {
-                "store": "embedded (mongomock + hashed equality indexes, no ordered ones: a "
-                         "page sorts its whole conversation); on MongoDB these queries use the "
-                         "indexes named here",
+                "store": "embedded (mongomock + the declared indexes' hashes and order: a "
+                         "page reads its index's order, as on MongoDB); on MongoDB these "
+                         "queries use the indexes named here",
                 **EXPECTED_INDEXES}
         return {"seeded": {"messages_in_conversation": n_messages, "conversations": n_convs,
                            "how": "chat service send_message, in-process"},

@@ -61,6 +61,12 @@ FIGURES = {
         "concurrent.aggregate_mb_s", "concurrent.rss_peak_growth_mib",
         "concurrent.stored_in_process_mib", "concurrent.file_x_uploads_mib",
         "concurrent.growth_beyond_stored_over_file_x_uploads")},
+    # Flat costs (issue 14, bench/flat.py): each page in a small and a large store.
+    "flat.small_store_messages": ("chatapp",), "flat.large_store_messages": ("chatapp",),
+    **{f"flat.{call}.{what}": ("chatapp",)
+       for call in ("newest", "after", "changes", "search", "list_per_entry")
+       for what in ("small_cpu_ms", "large_cpu_ms", "large_over_small")},
+    "flat.rss_per_stored_message_bytes": ("chatapp",),
 }
 CHECKS = ["saturation.all_delivered_and_stored", "latency.20.all_delivered",
           "latency.50.all_delivered", "idle.all_received", "group.all_delivered_and_stored"]
@@ -93,6 +99,8 @@ def test_every_figure_is_printed_for_both_servers(smoke):
     # A figure with a target says which, and whether it was met (either answer passes here).
     group = printed["group.saturation.deliveries_per_server_cpu_s"]
     assert group["target"] == "ratio >= 0.7" and group["met"] in (True, False), group
+    flat = printed["flat.newest.large_over_small"]
+    assert flat["target"] == "value <= 1.5" and flat["met"] in (True, False), flat
     meta = next(line for line in lines if line.get("bench") == "meta")
     assert meta["cores"] >= 1 and meta["versions"]["flask-socketio"]
 
