@@ -17,6 +17,7 @@ from chatapp.chat import store
 from chatapp.chat.public import public_message
 from chatapp.conversations import service as conversations
 from chatapp.conversations import store as conversation_store
+from chatapp.embedded_capacity import refuse_when_full
 from chatapp.errors import Conflict, Forbidden, NotFound, ValidationError
 from chatapp.schemas import parse_object_id
 from chatapp.sync import service as sync
@@ -64,6 +65,7 @@ def send_message(sender_id, data, origin_sid=None):
             return public_message(existing), False
     reply_to = _reply_target(sender_id, data)
     files = attachments.for_send(sender_id, data.get("attachments"))  # 422 before any number
+    refuse_when_full()  # EMBEDDED_MAX_MESSAGES: 503 before any number is taken
     message_id, created_at = ObjectId(), now()
     counter, receiver_id, recipients = _take_seq(sender_id, data, message_id, created_at)
     taken_at = now()  # no later than the next version's taking: the feed's clock
