@@ -298,8 +298,13 @@ def test_concurrent_remove_and_add_of_one_user_stay_consistent(client, trio, aut
     doc = mongo.db.conversations.find_one({"_id": ObjectId(cid)})
     assert doc["member_count"] == len(doc["member_ids"]) == len(doc["members"])
     assert set(doc["members"]) == {str(i) for i in doc["member_ids"]}
-    # the outcome of one order or the other (add, then remove carol): carol is out, dave in
-    assert set(doc["members"]) == {alice.id, bob.id, dave.id}
+    # The outcome of one order: the removal's write landed first, so bob's add (which took
+    # its number before) is refused and re-evaluated after it: carol and dave are added.
+    assert set(doc["members"]) == {alice.id, bob.id, carol.id, dave.id}
+    events = client.get(f"/api/chat/conversations/{cid}/changes?since=0",
+                        headers=alice.headers).get_json()["events"]
+    assert [(e["type"], e.get("user")) for e in events][-3:] == [
+        ("member_removed", carol.id), ("member_added", carol.id), ("member_added", dave.id)]
 
 
 def test_an_admin_demoted_meanwhile_cannot_remove(client, trio, auth, monkeypatch):

@@ -29,8 +29,8 @@ per version of each conversation. The database is tests/mongo_wire.py, or a data
 its own on TEST_MONGO_URI's server (tests/live.py database_env).
 
 A third test makes the soak's rarest failure likely: three renames at once in each of 12
-groups. Server bugs found here are named in KNOWN_BUGS; what they break is an xfail naming
-them (only when the run shows them), never a loosened assertion. Every process started here
+groups. Server bugs found here (fixed since) are named in KNOWN_BUGS, which a failure that
+shows one of them quotes. Every process started here
 (Redis, mongo_wire, the gunicorn processes) is stopped by PID (its process group).
 """
 import os
@@ -72,10 +72,8 @@ OK_STATUSES = {200, 201}
 EXPECTED_REFUSALS = {403: "forbidden", 404: "not_found", 409: "conflict"}
 
 
-# Server bugs this module found (the report is in its commit message). The assertions they
-# break are marked with them, never loosened: a soak whose only differences are in what the
-# events replay to, in a conversation where the feed shows the bug, is an xfail naming it;
-# the rename race below is a strict xfail and fails as XPASS once both are fixed.
+# Server bugs this module found (the report is in its commit message; both fixed since):
+# a failure that shows one of them names it.
 REANNOUNCED = (
     "BUG chatapp/sync/service.py `_record`: a membership, marker or title event whose writer "
     "outlasts SYNC_WRITE_DEADLINE between its write and its record is recorded by a reader "
@@ -637,10 +635,9 @@ def test_readers_catching_up_at_random_moments_end_with_the_servers_exact_state(
         twice = {cid: found for cid, found in shown.items()
                  if found.get("reannounced") or found.get("repeated")}
         explained = {name: found for name, found in explained.items() if found}
-        if twice or explained:  # the assertions below, once KNOWN_BUGS are fixed
-            pytest.xfail(f"{KNOWN_BUGS}\nseen in this run (conversation: versions): {shown}\n"
-                         f"what readers replay differently: {explained}")
-        assert not twice and not explained
+        assert not twice and not explained, (
+            f"{KNOWN_BUGS}\nseen in this run (conversation: versions): {shown}\n"
+            f"what readers replay differently: {explained}")
     finally:
         stop.set()
         for thread in writers + readers:
@@ -666,7 +663,6 @@ def poll_changes(base, user, group, done, errors):
         errors.append(traceback.format_exc())
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_BUGS)
 def test_two_renames_at_once_replay_to_the_servers_title(clusters):
     """The case behind the soak's `delay1500` variant, made likely: in each of 12 groups the
     owner renames three times at once (through both processes, each title new) while a

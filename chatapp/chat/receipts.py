@@ -16,12 +16,13 @@ from chatapp import realtime
 from chatapp.chat import store
 from chatapp.conversations import service as conversations
 from chatapp.conversations import store as conversation_store
-from chatapp.errors import NotFound, ValidationError
+from chatapp.errors import Conflict, NotFound, ValidationError
 from chatapp.schemas import iso, parse_object_id
 from chatapp.sync import service as sync
 from chatapp.users import service as users
 
 MARKERS = {"read_at": "read_up_to", "delivered_at": "delivered_up_to"}
+MOVE_ATTEMPTS = 10
 
 
 def mark_read(reader_id, ref, up_to=None):
@@ -68,7 +69,6 @@ def _mark(caller_id, ref, up_to, field, event, who):
                                 sync_event=(event, target["_id"]))
     version = None
     if moved is not None:
-        sync.writing()
         version = sync.record_event(conv["_id"], entry)
     if field == "read_at":  # reading implies delivery: the `read` change covers both markers
         _move_marker(conv, caller_id, "delivered_up_to", target["seq"])
@@ -101,19 +101,29 @@ def _target(conv, caller_id, up_to, field):
 def _move_marker(conv, user_id, marker, seq, sync_event=None):
     """Forward only; returns (the document before the move, its feed entry), (None, None)
     when it did not move. With `sync_event` = (type, up_to message id) the move takes the
-    conversation's next version first and writes its feed entry with it."""
+    conversation's next version first and writes its feed entry with it, in the order of
+    the conversation's event numbers (`events_before`): refused when another event with a
+    higher number landed first, it voids its number and tries again with a fresh one."""
     path = f"members.{user_id}.{marker}"
-    if conv["members"].get(str(user_id), {}).get(marker, 0) >= seq:
-        return None, None  # already there: no version taken for nothing
-    changes, entry = {"$set": {path: seq}}, None
-    if sync_event is not None:
+    for _ in range(MOVE_ATTEMPTS):
+        if conv is None or conv["members"].get(str(user_id), {}).get(marker, 0) >= seq:
+            return None, None  # already there (or no longer a member): no version for nothing
+        if sync_event is None:
+            return conversation_store.update(conv["_id"], {path: {"$lt": seq}},
+                                             {"$set": {path: seq}}, before=True), None
         version = conversation_store.take_version(conv["_id"])["version"]
         entry = sync.pending(version, sync_event[0], user=user_id, up_to=sync_event[1])
-        changes["$push"] = sync.pending_push([entry])
-    before = conversation_store.update(conv["_id"], {path: {"$lt": seq}}, changes, before=True)
-    if before is None and entry is not None:  # moved further meanwhile: the number is void
-        sync.void(conv["_id"], entry["v"])
-    return before, (entry if before is not None else None)
+        changes = {"$set": {path: seq, "events_v": version},
+                   "$push": sync.pending_push([entry])}
+        sync.writing()  # tests: writes landing out of the order of their numbers
+        before = conversation_store.update(
+            conv["_id"], {path: {"$lt": seq}, **conversation_store.events_before(version)},
+            changes, before=True)
+        if before is not None:
+            return before, entry
+        sync.void(conv["_id"], version)  # nothing was written at it
+        conv = conversation_store.find_for_member(conv["_id"], user_id)
+    raise Conflict("the conversation changed concurrently, try again")
 
 
 def _tell(conv, caller_id, event, who, target, when, field, version):

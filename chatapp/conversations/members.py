@@ -19,7 +19,7 @@ from chatapp.sync import service as sync
 from chatapp.users import store as user_store
 
 MANAGERS = ("owner", "admin")
-ATTEMPTS = 5  # re-evaluations when a concurrent change invalidated the condition
+ATTEMPTS = 10  # re-evaluations when a concurrent change invalidated the condition
 
 
 def _max_members():
@@ -63,7 +63,8 @@ def create_group(caller_id, title, member_ids):
     doc = {"_id": ObjectId(), "type": "group", "title": title, "created_by": caller_id,
            "created_at": when, "members": members, "member_ids": ids,
            "member_count": len(ids), "seq": 0, "version": len(entries), "version_at": when,
-           "last_at": when, "last_message_id": None, "pending": entries}
+           "last_at": when, "last_message_id": None, "pending": entries,
+           "events_v": len(entries)}
     store.insert(doc)
     versions = [_record(doc, entry) for entry in entries]
     emit_change("created", doc, caller_id, versions[-1])
@@ -189,10 +190,16 @@ def _take(doc, *events):
 
 
 def _write(doc, condition, changes, entries):
-    """The change with its feed entries, if `condition` still holds; else its numbers are
-    void (nothing was written at them) and None."""
+    """The change with its feed entries, if `condition` still holds and no event with a
+    higher number was written first (events land in the order of their numbers: two renames
+    at once end with the later number's title); else its numbers are void (nothing was
+    written at them) and None: the caller tries again with fresh ones."""
     push = {**changes.get("$push", {}), **sync.pending_push(entries)}
-    after = store.update(doc["_id"], condition, {**changes, "$push": push})
+    changes = {**changes, "$push": push,
+               "$set": {**changes.get("$set", {}), "events_v": entries[-1]["v"]}}
+    sync.writing()  # tests: writes landing out of the order of their numbers
+    after = store.update(doc["_id"], {**condition, **store.events_before(entries[0]["v"])},
+                         changes)
     if after is None:
         for entry in entries:
             sync.void(doc["_id"], entry["v"])
@@ -201,7 +208,6 @@ def _write(doc, condition, changes, entries):
 
 def _record(after, entry):
     """Record a change already written (with its entry) in the change feed: its version."""
-    sync.writing()
     return sync.record_event(after["_id"], entry)
 
 

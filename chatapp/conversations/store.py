@@ -7,7 +7,8 @@ one member is a plain dotted `$set`/`$unset`, atomic with the rest of the docume
     {_id, type: "direct"|"group", pair?: "<low id>:<high id>", title, created_by,
      created_at, members: {"<user id>": {role, joined_at, read_up_to, delivered_up_to}},
      member_ids: [ObjectId], member_count, seq, version, version_at, last_at,
-     last_message_id, pending: [the latest membership/marker/title changes' feed entries]}
+     last_message_id, pending: [the latest membership/marker/title changes' feed entries],
+     events_v: the number of the last of those written (they are written in that order)}
 
 `seq` numbers the messages, `version` every change (message, marker, membership, title);
 `version_at` is when the last version was taken (the change feed, `chatapp.sync`, reads it);
@@ -148,6 +149,23 @@ def take_version(conversation_id, count=1):
         projection={"version": 1, "member_ids": 1, "type": 1},
         return_document=ReturnDocument.AFTER)
     return doc
+
+
+def events_before(version):
+    """The condition that keeps membership, marker and title writes in the order of their
+    numbers: nothing at or above `version` was written (nor fenced off) yet."""
+    return {"$or": [{"events_v": {"$lt": version}}, {"events_v": {"$exists": False}}]}
+
+
+def fence_events(conversation_id, version):
+    """A reader settling `version`: unless an event was written at it (its entry is here),
+    no event write at or below it may happen any more (`events_before`); True when fenced,
+    False when the entry exists. One atomic update, so a write and the fence cannot both
+    pass."""
+    result = conversations().update_one(
+        {"_id": conversation_id, "pending.v": {"$ne": version}},
+        {"$max": {"events_v": version}})
+    return result.matched_count == 1
 
 
 def pending_entry(conversation_id, version):

@@ -11,7 +11,11 @@ only the unbroken run of recorded versions above `since`. A gap is waited for br
 (SYNC_GAP_WAIT_MS); once its number has been taken for longer than SYNC_WRITE_DEADLINE
 seconds, the reader settles it for good: it records the message written at that number if
 there is one (its writer died before recording it), or the event whose entry the
-conversation document holds, else a `void` record. The unique
+conversation document holds, else a `void` record. Events (which, unlike messages, change
+shared state: a title, a member, a marker) are written in the order of their numbers
+(`events_v`), and a reader voiding a number fences it off in the same update that checks
+no entry was written there, so an event is never written at a number readers have passed:
+its writer takes a fresh one instead. The unique
 `(conv, v)` index makes that final: a writer slower than the deadline finds its number
 taken, takes a fresh one and records the change there (a message's `version` is raised to
 it), so a change is never lost and a number, once visible, never gets anything below it.
@@ -87,8 +91,10 @@ def _record(conv_id, version, at, body, message_id=None):
         if store.insert(conv_id, version, at, body):
             return version
         existing = store.find(conv_id, version)
-        if message_id is not None and existing is not None and existing.get("msg") == message_id:
-            return version  # a reader found the message written and recorded it first
+        if existing is not None and existing["kind"] != "void":
+            # A number belongs to one change: a reader found this one written (the message,
+            # or the entry kept with the event) and recorded it first.
+            return version
         # A reader voided the number (this write outlasted SYNC_WRITE_DEADLINE): the change
         # is announced again at a fresh number, above everything readers have seen.
         counter = conversation_store.take_version(conv_id)
@@ -162,10 +168,11 @@ def _settle(conv_id, version, taken_by):
     doc = message_store.find_by_version(conv_id, version)
     if doc is not None:
         body = {"kind": "message", "msg": doc["_id"]}
+    elif conversation_store.fence_events(conv_id, version):
+        body = {"kind": "void"}  # no event can be written at it any more
     else:
         entry = conversation_store.pending_entry(conv_id, version)
-        body = {"kind": "event", **{k: v for k, v in entry.items() if k != "v"}} \
-            if entry is not None else {"kind": "void"}
+        body = {"kind": "event", **{k: v for k, v in entry.items() if k != "v"}}
     store.insert(conv_id, version, taken_by, body)
 
 
