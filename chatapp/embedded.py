@@ -97,7 +97,7 @@ def _check_uniques(self, indexes, new_data):
             return
         if not index.covers(new_data):
             continue
-        others = [i for i in index.ids.get(keys[0], ()) if i != new_id]
+        others = [i for i in index.holders(len(index.fields)).get(keys[0], ()) if i != new_id]
         if any(keys_of(doc, index.fields)[0] == keys for doc in live(store, [others])):
             raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
 

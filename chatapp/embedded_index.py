@@ -93,10 +93,10 @@ class Index:
         self.usable = not any(f.startswith("$") for f in self.fields)
         self.exact = True  # no document ever held an array or a boolean in it
         self.fanned = False  # a document's path went through an array: null is not looked up
-        # For each prefix of the key (n first fields): values -> {doc id: None}, in order.
+        # For each prefix of the key (n first fields): values -> the ids holding them (a
+        # `Bucket`, or the one id alone: most keys of a long key are held by one document).
         self.prefixes = [{} for _ in self.fields]
-        self.ids = self.prefixes[-1]  # the whole key
-        self.keys = {}  # doc id -> its keys
+        self.keys = {}  # doc id -> its key (a tuple), or the list of its keys (an array)
         # The documents of each first-field value in the order of the other fields (ranges
         # and sorts on them; a one-field index: all its documents, in that field's order, for
         # ranges on it); None: not kept (values it cannot order).
@@ -123,8 +123,8 @@ class Index:
             self.fanned = any(values_of(doc, f)[1] == PATH for f in self.fields)
         for key in keys:
             for n, by_prefix in enumerate(self.prefixes, 1):
-                by_prefix.setdefault(key[:n], {})[doc_id] = None
-        self.keys[doc_id] = keys
+                _file(by_prefix, key[:n], doc_id)
+        self.keys[doc_id] = keys[0] if len(keys) == 1 else keys
         if self.ordered is not None:
             self._order(doc, doc_id, place, keys)
 
@@ -139,14 +139,11 @@ class Index:
         return (ALL,) if len(self.fields) == 1 else dict.fromkeys(key[0] for key in keys)
 
     def discard(self, doc_id):
-        keys = self.keys.pop(doc_id, ())
+        keys = self.keys.pop(doc_id, None)
+        keys = () if keys is None else [keys] if isinstance(keys, tuple) else keys
         for key in keys:
             for n, by_prefix in enumerate(self.prefixes, 1):
-                holders = by_prefix.get(key[:n])
-                if holders is not None:
-                    holders.pop(doc_id, None)
-                    if not holders:
-                        del by_prefix[key[:n]]
+                _unfile(by_prefix, key[:n], doc_id)
         if self.ordered is not None and not self.ordered.discard(doc_id, self._firsts(keys)):
             self.ordered = None
 
@@ -188,8 +185,11 @@ class Index:
             sources = self.ordered.slices((key[0] for key in keys), ranges[self.fields[1]])
             if sources is not None:
                 return [source.ids() for source in sources]
-        by_prefix = self.prefixes[n - 1]
-        return [by_prefix[key] for key in keys if key in by_prefix]
+        return [bucket for bucket in map(self.holders(n).get, keys) if bucket is not None]
+
+    def holders(self, n):
+        """A mapping: the first `n` fields' values -> the ids holding them (a collection)."""
+        return Holders(self.prefixes[n - 1])
 
     def _range(self, ranges):
         """A range on a one-field index's field: the ids of a slice of its order; None when
@@ -215,6 +215,52 @@ class Index:
         if found is None:
             return None
         return self.ordered.slices((key[0] for key in found[1]), ranges.get(self.fields[1], {}))
+
+
+class Bucket(dict):
+    """The ids holding one key of an index, when more than one does (id -> None, in order)."""
+
+    __slots__ = ()
+
+
+_NONE = object()
+
+
+def _file(by_prefix, key, doc_id):
+    held = by_prefix.get(key, _NONE)
+    if held is _NONE:
+        by_prefix[key] = doc_id
+    elif type(held) is Bucket:
+        held[doc_id] = None
+    else:
+        by_prefix[key] = Bucket(((held, None), (doc_id, None)))
+
+
+def _unfile(by_prefix, key, doc_id):
+    held = by_prefix.get(key, _NONE)
+    if type(held) is Bucket:
+        held.pop(doc_id, None)
+        if len(held) == 1:
+            by_prefix[key] = next(iter(held))
+        elif not held:
+            del by_prefix[key]
+    elif held is not _NONE and held == doc_id:
+        del by_prefix[key]
+
+
+class Holders:
+    """A prefix's map read as buckets: a lone id comes as a one-id tuple."""
+
+    __slots__ = ("by_prefix",)
+
+    def __init__(self, by_prefix):
+        self.by_prefix = by_prefix
+
+    def get(self, key, default=None):
+        held = self.by_prefix.get(key, _NONE)
+        if held is _NONE:
+            return default
+        return held if type(held) is Bucket else (held,)
 
 
 class TextIndex:
