@@ -73,7 +73,7 @@ class Config:
     MONGO_URI = env("MONGO_DB_URL", "MONGO_URI")
     MONGO_DB_NAME = env("MONGO_DB_NAME", default="chatapp")
     MONGO_TIMEOUT_MS = env_int("MONGO_TIMEOUT_MS", 2000)
-    # The embedded store keeps every message in the server's memory (~9 KB of RSS each, with
+    # The embedded store keeps every message in the server's memory (~6 KB of RSS each, with
     # its feed record and index entries): at this many, new messages are refused (503
     # `unavailable`) rather than let a long demo eat the machine. 0: no cap. MongoDB ignores it.
     EMBEDDED_MAX_MESSAGES = env_int("EMBEDDED_MAX_MESSAGES", 250_000)

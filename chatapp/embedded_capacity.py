@@ -1,7 +1,7 @@
 """EMBEDDED_MAX_MESSAGES: the embedded store refuses new messages once it holds that many.
 
 The embedded store keeps every message in the server's memory, with its change-feed record
-and their index entries (bench/README.md prints the RSS per stored message: ~9 KB), so a
+and their index entries (bench/README.md prints the RSS per stored message: ~6 KB), so a
 long demo would otherwise grow until the machine runs out. At the cap a send is refused
 with 503 `unavailable` and says how to get a store without one; reads, edits, deletions
 and everything else go on. MongoDB (MONGO_DB_URL) ignores the setting; 0 turns it off.
