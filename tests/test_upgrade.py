@@ -43,6 +43,7 @@ from chatapp.extensions import mongo
 
 from tests.live import ROOT, LiveServer, http_account
 from tests.mongo_wire import WireServer
+from tests.test_chat_rest import Marked
 
 OLD_COMMIT = "51c79bc"  # the last version before group conversations
 OLD_FIELDS = ("id", "_id", "seq", "sender", "receiver", "content", "timestamp", "read_at",
@@ -645,7 +646,7 @@ def check_writes_continue_the_old_conversations(new, users, pairs, before, conv_
                   if e["user"]["id"] == alice["id"])
     assert unread == 2
     assert api(second, bob, "POST", f"/api/chat/conversations/{alice['id']}/read",
-               json={}) == {"updated": unread}
+               json={}) == Marked(updated=unread)
     history = api(first, bob, "GET", f"/api/chat/messages/{alice['id']}/{bob['id']}")
     assert all(m["read_at"] for m in history if m["receiver"] == bob["id"])
     conv = api(first, bob, "GET", f"/api/chat/conversations/{conv_ids[('alice', 'bob')]}")
