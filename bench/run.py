@@ -42,6 +42,7 @@ PROFILES = {
         "search_messages": 100_000, "search_tail": 200, "search_samples": 10,
         "page_messages": 120, "page_samples": 30,
         "transfer_bytes": 10 * 2**20, "transfer_repeats": 5, "transfer_concurrent": 4,
+        "tail_seed": 100_000, "tail_rate": 500, "tail_variants": ["default", "freeze"],
     },
     "smoke": {
         "sat_pairs": 2, "sat_window": 4, "sat_seconds": 2,
@@ -57,6 +58,7 @@ PROFILES = {
         "search_messages": 2000, "search_tail": 16, "search_samples": 3,
         "page_messages": 60, "page_samples": 3,
         "transfer_bytes": 2**20, "transfer_repeats": 2, "transfer_concurrent": 2,
+        "tail_seed": 300, "tail_rate": 50, "tail_variants": ["default", "freeze"],
     },
 }
 SECRET = "bench-secret-key-that-is-long-enough-0123456789abcdef"
@@ -193,7 +195,7 @@ class CpuWindow:
 PROFILE_TO, PROFILE_KINDS = None, ()
 
 
-def profiled(cpu, server, kind, seconds):
+def profiled(cpu, server, kind, seconds, name="saturation"):
     """Also record the server with py-spy (collapsed stacks) during the measured window."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not spy:
@@ -202,7 +204,7 @@ def profiled(cpu, server, kind, seconds):
     def on_phase(msg, proc):
         cpu(msg, proc)
         if msg["phase"] == "measure_start":
-            out = Path(PROFILE_TO) / f"saturation-{kind}.txt"
+            out = Path(PROFILE_TO) / f"{name}-{kind}.txt"
             subprocess.Popen([spy, "record", "--pid", str(server.proc.pid), "--duration",
                               str(int(seconds)), "--rate", "200", "--nonblocking", "--format", "raw",
                               "--output", str(out)], stdout=subprocess.DEVNULL,
@@ -475,10 +477,188 @@ def attachments(p, workdir, kinds):
     return out
 
 
+class WireProcess:
+    """bench/production.py's counting wire server (tests/mongo_wire.py's embedded store) in
+    a process of its own, on the generator's core (chatapp's core stays chatapp's); by PID."""
+
+    def __init__(self, logdir):
+        self.port = free_port()
+        self.url = f"mongodb://127.0.0.1:{self.port}"
+        self.log_path = Path(logdir) / f"wire-{self.port}.log"
+        self.proc = None
+
+    def start(self, timeout=30):
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            pin_prefix(LOAD_CPU) + [sys.executable, "-m", "bench.production", "wire",
+                                    "--port", str(self.port)],
+            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"wire server exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("wire server did not listen")
+
+    def stop(self):
+        Server.stop(self)
+
+
+def production(p, workdir, kinds):
+    """Issue 14, target 1: the saturation load on chatapp whose store (tests/mongo_wire.py)
+    is a separate process (bench/production.py), and on the floor. Figures: messages per
+    chatapp-process CPU-second vs the floor's per its CPU-second; the wire server's CPU per
+    message; the store commands (round trips) chatapp made per message, counted at the wire
+    server over the measured window; every acked message stored once and delivered."""
+    from bench import production as prod
+
+    out = {}
+    for kind in kinds:
+        wire = None
+        env = None
+        if kind == "chatapp":
+            wire = WireProcess(workdir)
+            RUNNING.append(wire)
+            wire.start()
+            env = {"MONGO_DB_URL": f"{wire.url}/chatapp_bench"}
+        try:
+            with started(kind, workdir, env) as server:
+                cpu = CpuWindow(server)
+                marks = {}
+
+                def on_phase(msg, proc):
+                    cpu(msg, proc)
+                    if wire is not None:
+                        marks[msg["phase"]] = (cpu_seconds(wire.proc.pid), prod.counts(wire.url))
+
+                if PROFILE_TO and kind in PROFILE_KINDS:
+                    on_phase = profiled(on_phase, server, kind, p["sat_seconds"], "production")
+                r = run_load(server, {"scenario": "saturate", "pairs": p["sat_pairs"],
+                                      "window": p["sat_window"], "duration": p["sat_seconds"]},
+                             workdir, on_phase)
+                stored = prod.stored_messages(wire.url, "chatapp_bench") if wire else None
+        finally:
+            if wire is not None:
+                wire.stop()
+                RUNNING.remove(wire)
+        ok = r["failed"] == 0 and r["missing"] == 0 and r["missing_other"] == 0 and \
+            r["persisted"] is not False and r["dupes"] == 0 and \
+            (stored is None or stored == r["sent_ok"])
+        busy = (cpu.values.get("") or 0) / 100
+        put(out, "production.delivered_per_s", kind, r["delivered_per_s"])
+        put(out, "production.server_cpu_pct", kind, cpu.values.get(""))
+        put(out, "production.delivered_per_server_cpu_s", kind,
+            rnd(r["mean_per_s"] / busy, 0) if busy else None)
+        put(out, "production.all_delivered_and_stored_once", kind, ok)
+        if wire is not None:
+            (w0, c0), (w1, c1) = marks["measure_start"], marks["measure_end"]
+            # Messages acked in the window ~ messages received in it (mean_per_s x duration).
+            sent = r["mean_per_s"] * p["sat_seconds"]
+            per = prod.diff(c1, c0)
+            put(out, "production.wire_cpu_ms_per_message", kind,
+                rnd(1000 * (w1 - w0) / sent, 3) if sent else None)
+            put(out, "production.wire_cpu_pct", kind, rnd(100 * (w1 - w0) / p["sat_seconds"], 1))
+            put(out, "production.round_trips_per_message", kind,
+                rnd(sum(per.values()) / sent, 2) if sent else None)
+            r = {**r, "stored": stored, "commands_in_window": per,
+                 "commands_per_message": {k: round(v / sent, 2) for k, v in per.items()}
+                 if sent else None}
+        out.setdefault("_detail", {})[kind] = r
+    return out
+
+
+def tail(p, workdir, kinds):
+    """Issue 14, target 2: the latency scenario (open loop at `tail_rate`) on a chatapp that
+    already stores `tail_seed` messages (bench/tail.py seeds them in its process), against
+    the floor in the same run; chatapp's collection pauses in the measured window
+    (`gc.callbacks`), for each variant in `tail_variants` (bench/tail.py's TAIL_GC)."""
+    from bench import tail as tl
+
+    out = {}
+    runs = [("floor", None)] if "floor" in kinds else []
+    if "chatapp" in kinds:
+        runs += [("chatapp", v) for v in p["tail_variants"]]
+    detail = {}
+    for kind, variant in runs:
+        log = Path(workdir) / f"gc-{variant}.json"
+        env = {"TAIL_SEED": str(p["tail_seed"]), "TAIL_GC": variant or "",
+               "GC_TIMINGS_LOG": str(log)} if variant else None
+        ctx = started(kind, workdir, env)
+        if variant:
+            ctx.server.command = pin_prefix(SERVER_CPU) + [sys.executable, "-m", "bench.tail",
+                                                           "serve"]
+        times = {}
+        server = ctx.server
+        RUNNING.append(server)
+        try:
+            server.start(timeout=600)  # the seed comes first (~1 min for 100 000)
+            cpu = CpuWindow(server)
+
+            def on_phase(msg, proc):
+                cpu(msg, proc)
+                times[msg["phase"]] = time.monotonic()
+
+            if PROFILE_TO and kind in PROFILE_KINDS:
+                on_phase = profiled(on_phase, server, kind, p["lat_seconds"],
+                                    f"tail-{variant or 'floor'}")
+            r = run_load(server, {"scenario": "latency", "pairs": p["lat_pairs"],
+                                  "rates": [p["tail_rate"]], "duration": p["lat_seconds"],
+                                  "warmup": p["warmup"]}, workdir, on_phase)
+            rss = server.rss_kib()
+        finally:
+            server.stop()
+            RUNNING.remove(server)
+        if variant:
+            d_log = server.log_text().strip().splitlines()
+            seeded_line = next((line for line in d_log if line.startswith("bench tail:")), "")
+        row = r["rates"][str(p["tail_rate"])]
+        name = kind if not variant or variant == "default" else f"{kind}.{variant}"
+        col = "chatapp" if kind == "chatapp" else "floor"
+        prefix = "tail" if not variant or variant == "default" else f"tail.{variant}"
+        for q in ("p50", "p99"):
+            put(out, f"{prefix}.{q}_ms", col, rnd(row[q]))
+        put(out, f"{prefix}.server_cpu_pct", col, cpu.values.get(str(p["tail_rate"])))
+        put(out, f"{prefix}.all_delivered", col, row["failed"] == 0 and row["missing"] == 0
+            and row["samples"] >= row["sent"] and r["persisted"] is not False)
+        d = {**row, "persisted": r["persisted"], "rss_kib": rss}
+        if variant:
+            d["seed"] = seeded_line
+        if variant:
+            if variant != "default" and "floor" in out.get("tail.p99_ms", {}):
+                put(out, f"{prefix}.p99_ms", "floor", out["tail.p99_ms"]["floor"])
+            pauses = json.loads(log.read_text()) if log.exists() else []
+            w = tl.window(pauses, times.get("measure_start", 0), times.get("measure_end", 0))
+            gen2 = w.get("gen2", {"count": 0, "total_ms": 0.0, "longest_ms": 0.0})
+            put(out, f"{prefix}.seeded_messages", col, p["tail_seed"])
+            put(out, f"{prefix}.rss_mib", col, rnd(rss / 1024, 0))
+            put(out, f"{prefix}.gc_gen2_count", col, gen2["count"])
+            put(out, f"{prefix}.gc_gen2_total_ms", col, gen2["total_ms"])
+            put(out, f"{prefix}.gc_gen2_longest_ms", col, gen2["longest_ms"])
+            put(out, f"{prefix}.gc_all_gens_total_ms", col,
+                rnd(sum(g["total_ms"] for g in w.values())))
+            # Over the server's whole life (the seed included): what one gen-2 pause costs
+            # once the heap holds the store, whether or not one fell in the window.
+            life = tl.window(pauses, 0, float("inf")).get("gen2", {"count": 0, "longest_ms": 0.0})
+            last = [s for _, s, g in pauses if g == 2][-1:] or [0.0]
+            put(out, f"{prefix}.gc_gen2_life_count", col, life["count"])
+            put(out, f"{prefix}.gc_gen2_life_longest_ms", col, life["longest_ms"])
+            put(out, f"{prefix}.gc_gen2_life_last_ms", col, rnd(1000 * last[0]))
+            d["gc_in_window"] = w
+        detail[name] = d
+    out["_detail"] = detail
+    return out
+
+
 SCENARIOS = {"saturation": saturation, "latency": latency, "idle": idle,
              "login_storm": login_storm, "history": history, "group": group,
              "catchup": catchup, "search": search, "rich_page": rich_page,
-             "attachments": attachments}
+             "attachments": attachments, "production": production,
+             "tail": tail}
 
 
 class started:
@@ -509,6 +689,11 @@ def rnd(x, digits=2):
 
 TARGETS = {
     "saturation.delivered_per_s": ("ratio>=", 0.7),
+    # issue 14, target 1: chatapp's store in its own process (bench/production.py)
+    "production.delivered_per_server_cpu_s": ("ratio>=", 0.6),
+    # issue 14, target 2: p99 at 500 msg/s on a server storing 100 000 messages (bench/tail.py)
+    "tail.p99_ms": ("ratio<=", 3.0),
+    "tail.freeze.p99_ms": ("ratio<=", 3.0),
     "latency.500.p99_ms": ("ratio<=", 2.0),
     "idle.rss_per_connection_kib": ("ratio<=", 1.2),
     "login_storm.p99_increase_pct": ("value<", 20),

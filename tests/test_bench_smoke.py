@@ -67,9 +67,23 @@ FIGURES = {
        for call in ("newest", "after", "changes", "search", "list_per_entry")
        for what in ("small_cpu_ms", "large_cpu_ms", "large_over_small")},
     "flat.rss_per_stored_message_bytes": ("chatapp",),
+    # The production shape (issue 14, target 1, bench/production.py): the store in its own process.
+    "production.delivered_per_s": ("chatapp", "floor"),
+    "production.delivered_per_server_cpu_s": ("chatapp", "floor"),
+    "production.wire_cpu_ms_per_message": ("chatapp",),
+    "production.round_trips_per_message": ("chatapp",),
+    # The long-running tail (issue 14, target 2, bench/tail.py): a seeded server, gc pauses.
+    **{f"{prefix}.{q}_ms": ("chatapp", "floor") for prefix in ("tail", "tail.freeze")
+       for q in ("p99",)},
+    "tail.p50_ms": ("chatapp", "floor"),
+    **{f"{prefix}.{figure}": ("chatapp",) for prefix in ("tail", "tail.freeze")
+       for figure in ("seeded_messages", "gc_gen2_count", "gc_gen2_total_ms",
+                      "gc_gen2_longest_ms", "gc_all_gens_total_ms", "gc_gen2_life_count",
+                      "gc_gen2_life_longest_ms")},
 }
 CHECKS = ["saturation.all_delivered_and_stored", "latency.20.all_delivered",
-          "latency.50.all_delivered", "idle.all_received", "group.all_delivered_and_stored"]
+          "latency.50.all_delivered", "idle.all_received", "group.all_delivered_and_stored",
+          "production.all_delivered_and_stored_once", "tail.all_delivered"]
 # chatapp only (the floor stores nothing): every change reached the member catching up.
 CHATAPP_CHECKS = ["catchup.group.all_arrived", "catchup.direct.all_arrived",
                   # Search answered what a model of the store says; the rich page showed what
@@ -99,6 +113,10 @@ def test_every_figure_is_printed_for_both_servers(smoke):
     # A figure with a target says which, and whether it was met (either answer passes here).
     group = printed["group.saturation.deliveries_per_server_cpu_s"]
     assert group["target"] == "ratio >= 0.7" and group["met"] in (True, False), group
+    for figure, target in (("production.delivered_per_server_cpu_s", "ratio >= 0.6"),
+                           ("tail.p99_ms", "ratio <= 3.0")):
+        assert printed[figure]["target"] == target and printed[figure]["met"] in (True, False)
+    assert data["figures"]["tail.freeze.all_delivered"] == {"chatapp": True}
     flat = printed["flat.newest.large_over_small"]
     assert flat["target"] == "value <= 1.5" and flat["met"] in (True, False), flat
     meta = next(line for line in lines if line.get("bench") == "meta")
