@@ -24,6 +24,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -236,7 +237,7 @@ class Phone(threading.Thread):
             page = response.json()
             assert [m["seq"] for m in page] == sorted((m["seq"] for m in page), reverse=True)
             pages.append(page)
-            url, params = response.links.get("next", {}).get("url"), None
+            url, params = next_url(self.user.url, response), None
         if cursor is None:  # no cursor: the pages walked backwards (newest page first)
             pages.reverse()
         return [m for page in pages for m in reversed(page)]  # oldest first
@@ -249,8 +250,14 @@ def full_history(user, peer):
         response = requests.get(url, params=params, headers=user.headers, timeout=20)
         assert response.status_code == 200, response.text
         messages.extend(response.json())
-        url, params = response.links.get("next", {}).get("url"), None
+        url, params = next_url(user.url, response), None
     return sorted(messages, key=lambda m: m["seq"])
+
+
+def next_url(base, response):
+    """The `Link: <path>; rel="next"` of a page (a path, never a host), or None."""
+    path = response.links.get("next", {}).get("url")
+    return urljoin(base, path) if path else None
 
 
 def test_soak_every_acknowledged_message_stored_once_delivered_once_in_order(server):
