@@ -42,7 +42,7 @@ PROFILES = {
         "search_messages": 100_000, "search_tail": 200, "search_samples": 10,
         "page_messages": 120, "page_samples": 30,
         "transfer_bytes": 10 * 2**20, "transfer_repeats": 5, "transfer_concurrent": 4,
-        "tail_seed": 100_000, "tail_rate": 500, "tail_variants": ["default", "freeze"],
+        "tail_seed": 100_000, "tail_rate": 500, "tail_variants": ["default", "freeze", "fresh"],
     },
     "smoke": {
         "sat_pairs": 2, "sat_window": 4, "sat_seconds": 2,
@@ -58,7 +58,7 @@ PROFILES = {
         "search_messages": 2000, "search_tail": 16, "search_samples": 3,
         "page_messages": 60, "page_samples": 3,
         "transfer_bytes": 2**20, "transfer_repeats": 2, "transfer_concurrent": 2,
-        "tail_seed": 300, "tail_rate": 50, "tail_variants": ["default", "freeze"],
+        "tail_seed": 300, "tail_rate": 50, "tail_variants": ["default", "freeze", "fresh"],
     },
 }
 SECRET = "bench-secret-key-that-is-long-enough-0123456789abcdef"
@@ -586,7 +586,8 @@ def tail(p, workdir, kinds):
     detail = {}
     for kind, variant in runs:
         log = Path(workdir) / f"gc-{variant}.json"
-        env = {"TAIL_SEED": str(p["tail_seed"]), "TAIL_GC": variant or "",
+        seed = 0 if variant == "fresh" else p["tail_seed"]  # fresh: the same, nothing stored
+        env = {"TAIL_SEED": str(seed), "TAIL_GC": variant or "",
                "GC_TIMINGS_LOG": str(log)} if variant else None
         ctx = started(kind, workdir, env)
         if variant:
@@ -634,7 +635,7 @@ def tail(p, workdir, kinds):
             pauses = json.loads(log.read_text()) if log.exists() else []
             w = tl.window(pauses, times.get("measure_start", 0), times.get("measure_end", 0))
             gen2 = w.get("gen2", {"count": 0, "total_ms": 0.0, "longest_ms": 0.0})
-            put(out, f"{prefix}.seeded_messages", col, p["tail_seed"])
+            put(out, f"{prefix}.seeded_messages", col, seed)
             put(out, f"{prefix}.rss_mib", col, rnd(rss / 1024, 0))
             put(out, f"{prefix}.gc_gen2_count", col, gen2["count"])
             put(out, f"{prefix}.gc_gen2_total_ms", col, gen2["total_ms"])

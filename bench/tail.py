@@ -20,7 +20,8 @@ additions before it serves:
 
 `TAIL_GC` picks a variant: `default` (as wsgi.py), or `freeze` (`gc.freeze()` again after
 the seed: the stored messages leave the collector's sight, as a server could do after
-loading or periodically), printed side by side in the same run.
+loading or periodically), printed side by side in the same run; the runner's `fresh`
+variant is `default` with nothing seeded (what the store's size adds, in the same run).
 """
 import atexit
 import gc
