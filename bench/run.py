@@ -861,6 +861,15 @@ def main(argv=None):
         r = details["attachments"]["chatapp"]
         print(f"\nattachments: {json.dumps(r['concurrent'])}; "
               f"problems: {r['problems'] or 'none'}")
+    if (details.get("production") or {}).get("chatapp"):
+        r = details["production"]["chatapp"]
+        print(f"\nproduction: store commands per message in the window (counted at the wire "
+              f"server): {json.dumps(r['commands_per_message'])}; stored {r['stored']} of "
+              f"{r['sent_ok']} acked")
+    for name, r in (details.get("tail") or {}).items():
+        if r.get("seed"):
+            print(f"\ntail {name}: {r['seed']}; collections in the window: "
+                  f"{json.dumps(r['gc_in_window'])}")
     if (details.get("history") or {}).get("chatapp"):
         print(f"\nhistory: seeded by {details['history']['chatapp']['seeded']['how']}; "
               f"indexes: {json.dumps(details['history']['chatapp']['indexes'])}")
