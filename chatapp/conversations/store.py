@@ -59,16 +59,21 @@ def member_entry(role, joined_at, read_up_to=0, delivered_up_to=0):
             "delivered_up_to": delivered_up_to}
 
 
+# The change feed's entries (`pending`, up to 50) are read by `pending_entry` alone.
+WITHOUT_FEED = {"pending": 0}
+
+
 def find(conversation_id):
-    return conversations().find_one({"_id": conversation_id})
+    return conversations().find_one({"_id": conversation_id}, WITHOUT_FEED)
 
 
 def find_for_member(conversation_id, user_id):
-    return conversations().find_one({"_id": conversation_id, "member_ids": user_id})
+    return conversations().find_one({"_id": conversation_id, "member_ids": user_id},
+                                    WITHOUT_FEED)
 
 
 def find_direct(pair):
-    return conversations().find_one({"pair": pair})
+    return conversations().find_one({"pair": pair}, WITHOUT_FEED)
 
 
 def insert(doc):
@@ -180,7 +185,7 @@ def update(conversation_id, condition, changes, before=False):
     instant); returns the document (after, or before with `before`), None when unmet."""
     query = {"_id": conversation_id, **condition}
     return conversations().find_one_and_update(
-        query, stamped(changes),
+        query, stamped(changes), projection=WITHOUT_FEED,
         return_document=ReturnDocument.BEFORE if before else ReturnDocument.AFTER)
 
 
