@@ -198,3 +198,16 @@ def test_in_a_blocked_pair_no_edit_or_reaction_reaches_the_blocker(client, auth,
     assert delete(client, bob, theirs["id"])["deleted"]  # taking your own words back stays open
     assert client.delete(f"/api/user/blocks/{bob.id}", headers=alice.headers).status_code == 200
     assert reacted(client, bob, mine["id"], THUMBS)["reactions"] == {THUMBS: [bob.id]}
+
+
+def test_a_stranger_learns_nothing_from_reply_to(client, auth):
+    """Sending to a group you are not in is 404 whatever `reply_to` names: a 422 would tell
+    whether a message id belongs to that conversation."""
+    alice, bob, eve = auth.user(), auth.user(), auth.user()
+    conv = created(client, alice, [bob])
+    inside = posted(client, alice, conv["id"], "inside")
+    elsewhere = sent(client, eve, bob, "eve's own")
+    for reply_to in (inside["id"], elsewhere["id"], str(ObjectId())):
+        assert_error(post(client, eve, conv["id"], "hi", reply_to=reply_to), 404, "not_found")
+    assert client.get(f"/api/chat/conversations/{conv['id']}/messages",
+                      headers=alice.headers).get_json()[0]["id"] == inside["id"]

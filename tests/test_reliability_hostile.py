@@ -89,7 +89,8 @@ def templates(world):
             "content": "hello", "client_id": f"g{next(turn)}", "reply_to": world["ids"][7],
             "attachments": []},
         "chat message": either(
-            lambda: {"receiver": talker.id, "content": "hello", "reply_to": world["ids"][3]},
+            lambda: {"receiver": talker.id, "content": "hello", "reply_to": world["ids"][3],
+                     "attachments": []},
             lambda: {"conversation": group, "content": "hello", "reply_to": world["ids"][7],
                      "attachments": []}),
         "typing": either(lambda: {"receiver": talker.id, "typing": True},

@@ -117,6 +117,10 @@ def _reply_target(sender_id, data):
         conv_id = ref if isinstance(ref, ObjectId) else parse_object_id(ref) if ref else None
         if conv_id is not None and original["conv"] == conv_id:
             return original_id
+    if data.get("conversation") is not None:
+        # Only a member learns that a message is not of this conversation: anyone else gets
+        # the 404 the send itself would answer.
+        conversations.member_of(sender_id, data["conversation"])
     raise ValidationError(details={"reply_to": ["Not a message of this conversation."]})
 
 
