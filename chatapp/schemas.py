@@ -71,13 +71,18 @@ def parse_object_id(value):
         return None
 
 
+def aware(dt):
+    """A stored time as UTC-aware (PyMongo answers naive UTC datetimes), or None."""
+    if dt is None:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+
+
 def iso(dt):
     """ISO 8601 UTC with milliseconds and Z, or None."""
     if dt is None:
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    dt = dt.astimezone(timezone.utc)
+    dt = aware(dt).astimezone(timezone.utc)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 

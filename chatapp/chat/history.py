@@ -12,7 +12,7 @@ from chatapp.chat import store
 from chatapp.chat.public import public_messages
 from chatapp.conversations import service as conversations
 from chatapp.errors import Forbidden, NotFound, ValidationError
-from chatapp.schemas import parse_object_id
+from chatapp.schemas import aware, parse_object_id
 
 HISTORY_MAX = 200
 GAP_POLL = 0.02  # seconds between reads while a page waits for a seq being written
@@ -89,14 +89,10 @@ def _open_gap(page, after_seq, settled_before):
     previous = after_seq
     for doc in reversed(page):  # oldest first
         if previous is not None and doc["seq"] != previous + 1 \
-                and _aware(doc["created_at"]) > settled_before:
+                and aware(doc["created_at"]) > settled_before:
             return doc["seq"]
         previous = doc["seq"]
     return None
-
-
-def _aware(when):
-    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 def user_history(caller_id, user_id, limit=50, before=None, after=None):

@@ -31,7 +31,7 @@ from chatapp.chat.public import public_messages
 from chatapp.conversations import service as conversations
 from chatapp.conversations import store as conversation_store
 from chatapp.errors import ValidationError
-from chatapp.schemas import iso
+from chatapp.schemas import aware, iso
 from chatapp.sync import store
 
 FEED_MAX = 500
@@ -105,12 +105,6 @@ def _record(conv_id, version, at, body, message_id=None):
                        f"{ATTEMPTS} attempts")
 
 
-def _aware(when):
-    if when is None:
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
-
-
 def changes(caller_id, ref, since, limit):
     """A member: what changed after `since`, at most `limit` versions, by the rule above."""
     conv = conversations.member_of(caller_id, ref)
@@ -151,7 +145,7 @@ def _visible(conv_id, since, upto, version_at):
             break
         # Version `expected` is not recorded: taken no later than the next recorded one
         # (or than the counter's last move, when nothing above it is recorded yet).
-        taken_by = _aware(later["at"] if later is not None else version_at)
+        taken_by = aware(later["at"] if later is not None else version_at)
         if taken_by is None or now() - taken_by > deadline:
             _settle(conv_id, expected, taken_by or now())
         elif time.monotonic() < wait_until:
@@ -177,7 +171,7 @@ def _settle(conv_id, version, taken_by):
 
 
 def _event(record):
-    out = {"type": record["type"], "version": record["v"], "at": iso(_aware(record["at"]))}
+    out = {"type": record["type"], "version": record["v"], "at": iso(record["at"])}
     for field in EVENT_FIELDS:
         if field in record:
             value = record[field]
