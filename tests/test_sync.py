@@ -1,6 +1,7 @@
 """The change feed: `GET /api/chat/conversations/<conversation>/changes` and its visibility
 rule (in-process; the two-process soak with writes finishing out of order is
 test_sync_soak.py)."""
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -421,6 +422,7 @@ def history_page(client, account, conv_id, **params):
 
 
 def test_history_holds_back_messages_above_a_seq_being_written(client, auth, quick):
+    quick.config["SYNC_WRITE_DEADLINE"] = 1
     alice, bob = auth.user(), auth.user()
     first = sent(client, alice, bob, "one")
     conv_id = first["conversation"]
@@ -429,18 +431,47 @@ def test_history_holds_back_messages_above_a_seq_being_written(client, auth, qui
                                             sync.now())
     assert taken["seq"] == 2
     sent(client, bob, alice, "three")
-    assert history_page(client, bob, conv_id) == (["one"], None)
     contents, link = history_page(client, bob, conv_id, after=first["id"])
     assert contents == [] and f"after={first['id']}" in link  # ask again from the same place
+    # The newest page is complete: it waits until seq 2 is written or settled (here its
+    # writer died: the deadline passes) rather than answer "one" alone, which would hide
+    # "three" from a client that reads it once and then listens.
+    started = time.monotonic()
+    assert history_page(client, bob, conv_id) == (["three", "one"], None)
+    assert 0.5 <= time.monotonic() - started < 3
     # The 1:1 routes read the same pages.
     response = client.get(f"/api/chat/messages/{alice.id}/{bob.id}", headers=bob.headers)
-    assert [m["content"] for m in response.get_json()] == ["one"]
-    # Its writer died: once the next message is older than the deadline, seq 2 is skipped.
-    with quick.app_context():
-        mongo.db.messages.update_many({"conv": ObjectId(conv_id)}, {"$set": {
-            "created_at": datetime.now(timezone.utc) - timedelta(seconds=60)}})
-    assert history_page(client, bob, conv_id) == (["three", "one"], None)
+    assert [m["content"] for m in response.get_json()] == ["three", "one"]
     assert history_page(client, bob, conv_id, after=first["id"]) == (["three"], None)
+
+
+def test_a_send_that_lost_its_client_id_race_holds_back_nothing(client, auth, quick,
+                                                                  monkeypatch):
+    """The retry of a send is stored first (seq 3) while the send itself, which took seq 2,
+    is still on its way: the send finds the retry's message and answers it, and says seq 2
+    will never be written, so no page waits for it."""
+    alice, bob = auth.user(), auth.user()
+    first = sent(client, alice, bob, "one")
+    conv_id = first["conversation"]
+    body = {"receiver": bob.id, "content": "two", "client_id": "c-1"}
+    retried = []
+
+    def retry_meanwhile():  # between the send's taking of its numbers and its write
+        if not retried:
+            retried.append(None)  # the retry itself goes straight through
+            retried[0] = client.post("/api/chat/send", json=body, headers=alice.headers)
+
+    monkeypatch.setattr(sync, "writing", retry_meanwhile)
+    response = client.post("/api/chat/send", json=body, headers=alice.headers)
+    assert retried[0].status_code == 201 and response.status_code == 200
+    message = response.get_json()["message"]
+    assert message == retried[0].get_json()["message"] and message["seq"] == 3
+    started = time.monotonic()
+    assert history_page(client, bob, conv_id) == (["two", "one"], None)
+    assert history_page(client, bob, conv_id, after=first["id"]) == (["two"], None)
+    assert time.monotonic() - started < 1  # nothing waited for seq 2 (the deadline is 5 s)
+    body = feed(client, bob, conv_id)  # its version is void, the feed goes on past it
+    assert [m["content"] for m in body["messages"]] == ["one", "two"] and not body["more"]
 
 
 def test_a_read_answers_the_version_of_its_move(client, auth, socket_client):

@@ -1,6 +1,6 @@
 """Reading messages: a conversation's pages (by `seq`) and a user's own (by time).
 
-The newest page and `after=` pages hold back messages above a `seq` still being written,
+The newest page and `after=` pages never show a message above a `seq` still being written,
 so a client that continues with `after=<newest id it got>` never skips one.
 """
 import time
@@ -11,6 +11,7 @@ from flask import current_app
 from chatapp.chat import store
 from chatapp.chat.public import public_messages
 from chatapp.conversations import service as conversations
+from chatapp.conversations import store as conversation_store
 from chatapp.errors import Forbidden, NotFound, ValidationError
 from chatapp.schemas import aware, parse_object_id
 
@@ -65,18 +66,28 @@ def _conversation_page(conv_id, limit, before, after):
 
 
 def _written_run(conv_id, limit, after_seq):
-    """The newest page or an `after=` page, holding back the messages above a `seq` still
+    """The newest page or an `after=` page, never showing a message above a `seq` still
     being written (a concurrent send took it and has not stored it yet), so that a client
-    that goes on with `after=<newest id it got>` cannot skip it. A seq gap is waited for up
-    to SYNC_GAP_WAIT_MS; one whose next message is older than SYNC_WRITE_DEADLINE is a
-    number that will never be written (its writer died): skipped. Returns (newest-first
-    page, whether something was held back)."""
+    that goes on with `after=<newest id it got>` cannot skip it. A gap is settled when the
+    number is marked unused (its send lost a client_id race) or when the message above it is
+    older than SYNC_WRITE_DEADLINE (its writer died): skipped. The newest page waits until
+    its gaps are settled (a write takes milliseconds; at most the deadline): it is complete.
+    An `after=` page waits up to SYNC_GAP_WAIT_MS, then answers what comes before the gap and
+    says so (its next link asks again). Returns (newest-first page, whether something was
+    held back)."""
     config = current_app.config
     deadline = timedelta(seconds=config["SYNC_WRITE_DEADLINE"])
-    wait_until = time.monotonic() + config["SYNC_GAP_WAIT_MS"] / 1000
+    wait = config["SYNC_GAP_WAIT_MS"] / 1000 if after_seq is not None \
+        else config["SYNC_WRITE_DEADLINE"] + 1
+    wait_until = time.monotonic() + wait
+    unused = None  # read once a gap is seen (rare): the numbers known never to be written
     while True:
         page = store.conversation_page(conv_id, limit + 1, after_seq=after_seq)
-        cut = _open_gap(page, after_seq, datetime.now(timezone.utc) - deadline)
+        settled_before = datetime.now(timezone.utc) - deadline
+        cut = _open_gap(page, after_seq, settled_before, unused or set())
+        if cut is not None:
+            unused = conversation_store.unused_seqs(conv_id)
+            cut = _open_gap(page, after_seq, settled_before, unused)
         if cut is None:
             return page, False
         if time.monotonic() >= wait_until:
@@ -84,12 +95,14 @@ def _written_run(conv_id, limit, after_seq):
         time.sleep(GAP_POLL)
 
 
-def _open_gap(page, after_seq, settled_before):
-    """The seq of the first message (oldest first) that sits above a young gap, or None."""
+def _open_gap(page, after_seq, settled_before, unused):
+    """The seq of the first message (oldest first) that sits above a gap still open, or
+    None."""
     previous = after_seq
     for doc in reversed(page):  # oldest first
         if previous is not None and doc["seq"] != previous + 1 \
-                and aware(doc["created_at"]) > settled_before:
+                and aware(doc["created_at"]) > settled_before \
+                and not unused.issuperset(range(previous + 1, doc["seq"])):
             return doc["seq"]
         previous = doc["seq"]
     return None

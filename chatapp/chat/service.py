@@ -84,7 +84,9 @@ def send_message(sender_id, data, origin_sid=None):
         doc["attachments"] = files
     if not store.insert_message(doc):
         # A concurrent retry with the same client_id won the race: answer with its message;
-        # the numbers this attempt took stay unused (a `seq` gap, a void version).
+        # the numbers this attempt took stay unused (a `seq` gap, a void version), said so
+        # at once so that no reader waits for them.
+        conversation_store.mark_unused_seq(counter["_id"], counter["seq"])
         sync.void(counter["_id"], counter["version"])
         return public_message(store.find_by_client_id(sender_id, client_id)), False
     if files:  # readable by the conversation's members from now on, no longer an orphan

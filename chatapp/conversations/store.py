@@ -8,7 +8,8 @@ one member is a plain dotted `$set`/`$unset`, atomic with the rest of the docume
      created_at, members: {"<user id>": {role, joined_at, read_up_to, delivered_up_to}},
      member_ids: [ObjectId], member_count, seq, version, version_at, last_at,
      last_message_id, pending: [the latest membership/marker/title changes' feed entries],
-     events_v: the number of the last of those written (they are written in that order)}
+     events_v: the number of the last of those written (they are written in that order),
+     unused_seqs: [the latest `seq` numbers taken by sends that lost a client_id race]}
 
 `seq` numbers the messages, `version` every change (message, marker, membership, title);
 `version_at` is when the last version was taken (the change feed, `chatapp.sync`, reads it);
@@ -59,8 +60,10 @@ def member_entry(role, joined_at, read_up_to=0, delivered_up_to=0):
             "delivered_up_to": delivered_up_to}
 
 
-# The change feed's entries (`pending`, up to 50) are read by `pending_entry` alone.
-WITHOUT_FEED = {"pending": 0}
+# The change feed's entries (`pending`, up to 50) are read by `pending_entry` alone, the
+# unused seq numbers by `unused_seqs`.
+WITHOUT_FEED = {"pending": 0, "unused_seqs": 0}
+UNUSED_SEQS_KEPT = 20
 
 
 def find(conversation_id):
@@ -137,6 +140,18 @@ def take_seq(conversation_id, sender_id, message_id, now):
         projection=COUNTER_FIELDS,
         return_document=ReturnDocument.AFTER,
     )
+
+
+def mark_unused_seq(conversation_id, seq):
+    """A `seq` no message will ever have (its send lost a client_id race to a copy of
+    itself): history pages stop waiting for it. The latest UNUSED_SEQS_KEPT are kept."""
+    conversations().update_one({"_id": conversation_id}, {
+        "$push": {"unused_seqs": {"$each": [seq], "$slice": -UNUSED_SEQS_KEPT}}})
+
+
+def unused_seqs(conversation_id):
+    doc = conversations().find_one({"_id": conversation_id}, {"unused_seqs": 1})
+    return set(doc.get("unused_seqs", ())) if doc else set()
 
 
 def set_blocker(pair, blocker_id, blocked):
