@@ -30,6 +30,7 @@ from chatapp import create_app, embedded, embedded_plan, embedded_text, embedded
 from chatapp.attachments import store as attachments
 from chatapp.blocks import store as blocks
 from chatapp.chat import store as messages
+from chatapp.conversations import legacy_store as legacy_conversations
 from chatapp.conversations import store as conversations
 from chatapp.extensions import mongo
 from chatapp.search import store as search
@@ -197,8 +198,9 @@ QUERIES = {
     "set_blocker": lambda w: conversations.set_blocker(w["pair"]["pair"], w["alice"], True),
     "bump_direct": lambda w: conversations.bump_direct(
         w["pair"]["pair"], {"last_at": at(6)}, {"seq": 1, "version": 1}),
-    "half_upgraded": lambda w: conversations.half_upgraded(),
-    "find_legacy": lambda w: conversations.find_legacy(w["pair"]["pair"]),
+    "half_upgraded": lambda w: legacy_conversations.half_upgraded(),
+    "find_legacy": lambda w: legacy_conversations.find_legacy(w["pair"]["pair"]),
+    "unused_seqs": lambda w: conversations.unused_seqs(w["group"]["_id"]),
     # search/store.py: a term only alice's pair holds, across all her conversations
     "ids_for_member": lambda w: conversations.ids_for_member(w["alice"]),
     "search page": lambda w: search.page(conversations.ids_for_member(w["alice"]), '"m25"', 20),

@@ -37,6 +37,7 @@ import socketio
 from bson import ObjectId
 
 from chatapp.chat import store as message_store
+from chatapp.conversations import legacy_store
 from chatapp.conversations import store as conversation_store
 from chatapp.conversations import upgrade
 from chatapp.extensions import mongo
@@ -241,7 +242,7 @@ def interrupt_after_step_1(legacy_db, monkeypatch):
     """A process stopped after creating one pair's new document (step 1)."""
     a, b, _ = legacy_db.users
     pair = conversation_store.pair_key(a.id, b.id)
-    legacy = conversation_store.find_legacy(pair)
+    legacy = legacy_store.find_legacy(pair)
     conversation_store.upsert_direct(pair, upgrade._seed(pair, legacy))
 
 
@@ -250,7 +251,7 @@ def interrupt_halfway_through_the_messages(legacy_db, monkeypatch):
     a, b, _ = legacy_db.users
     pair = conversation_store.pair_key(a.id, b.id)
     doc = conversation_store.upsert_direct(
-        pair, upgrade._seed(pair, conversation_store.find_legacy(pair)))
+        pair, upgrade._seed(pair, legacy_store.find_legacy(pair)))
     for message in legacy_db.written["ab"][:3]:
         legacy_db.db.messages.update_one({"_id": message["_id"]}, {"$set": {"conv": doc["_id"]}})
 
@@ -285,8 +286,8 @@ INTERRUPTIONS = [
     interrupt_halfway_through_the_messages,
     crash_in(message_store, "move_conversation", 1),  # step 2 of the first pair
     crash_in(message_store, "move_conversation", 2),  # first pair done, second after step 1
-    crash_in(conversation_store, "delete_legacy", 2),  # messages moved, old document left
-    crash_in(conversation_store, "finish_upgrade", 3),  # old document gone, still `legacy`
+    crash_in(legacy_store, "delete_legacy", 2),  # messages moved, old document left
+    crash_in(legacy_store, "finish_upgrade", 3),  # old document gone, still `legacy`
     crash_in(conversation_store, "upsert_direct", 3),  # two pairs done, third not begun
 ]
 
@@ -306,8 +307,8 @@ HALF_UPGRADED_AB = [
     interrupt_after_step_1,
     interrupt_halfway_through_the_messages,
     crash_in(message_store, "move_conversation", 1),
-    crash_in(conversation_store, "delete_legacy", 1),
-    crash_in(conversation_store, "finish_upgrade", 1),
+    crash_in(legacy_store, "delete_legacy", 1),
+    crash_in(legacy_store, "finish_upgrade", 1),
 ]
 
 
@@ -322,7 +323,7 @@ def test_a_half_upgraded_pair_is_finished_before_it_is_read(legacy_db, client, m
     upgrade.reset()  # this process has not seen the whole collection upgraded
     pair = conversation_store.pair_key(a.id, b.id)
     doc = conversation_store.find_direct(pair)
-    assert conversation_store.find_legacy(pair) is not None or doc.get("legacy") is True
+    assert legacy_store.find_legacy(pair) is not None or doc.get("legacy") is True
     response = client.get(f"/api/chat/messages/{a.id}/{b.id}?limit=50", headers=a.headers)
     assert response.status_code == 200
     history = response.get_json()
@@ -332,7 +333,7 @@ def test_a_half_upgraded_pair_is_finished_before_it_is_read(legacy_db, client, m
     assert conversation["id"] == history[0]["conversation"]
     assert conversation["last_message"]["id"] == history[0]["id"]
     doc = conversation_store.find_direct(pair)
-    assert "legacy" not in doc and conversation_store.find_legacy(pair) is None
+    assert "legacy" not in doc and legacy_store.find_legacy(pair) is None
     entries = client.get("/api/chat/conversations", headers=a.headers).get_json()
     assert sorted(e["user"]["id"] for e in entries) == sorted([a.id, b.id])
     assert upgrade.done()  # the listing finished the whole collection first

@@ -1,4 +1,5 @@
-"""The only code that touches the conversations collection.
+"""The only code that touches the conversations collection (and legacy_store.py, for the
+upgrade of the 1:1-only version's documents).
 
 A conversation document holds its members as a map keyed by user id (so every change to
 one member is a plain dotted `$set`/`$unset`, atomic with the rest of the document) and
@@ -19,12 +20,10 @@ Every query here is served by an index declared in `ensure_indexes`.
 from datetime import datetime, timezone
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError
 
 from chatapp.extensions import mongo
 
-# Written by the 1:1-only version: `_id` is the pair key, `members` an array of ids.
-LEGACY_INDEX = "conversations_by_member"
 LIST_FIELDS = ("type", "title", "created_by", "created_at", "member_ids", "member_count",
                "version", "last_at", "last_message_id")
 
@@ -40,13 +39,6 @@ def ensure_indexes():
     c.create_index([("pair", ASCENDING)], unique=True,
                    partialFilterExpression={"pair": {"$type": "string"}}, name="direct_pair")
     c.create_index([("legacy", ASCENDING)], sparse=True, name="legacy_upgrade")
-
-
-def drop_legacy_index():
-    try:
-        conversations().drop_index(LEGACY_INDEX)
-    except OperationFailure:
-        pass  # already gone (or never there)
 
 
 def pair_key(a, b):
@@ -239,27 +231,3 @@ def shared_with(user_id, small_group_max):
 def shared(a, b):
     """Whether two users share any conversation."""
     return conversations().find_one({"member_ids": {"$all": [a, b]}}, {"_id": 1}) is not None
-
-
-def legacy_conversations():
-    """Documents the 1:1-only version wrote (string `_id`), and half-upgraded ones."""
-    yield from conversations().find({"_id": {"$type": "string"}})
-
-
-def half_upgraded():
-    return list(conversations().find({"legacy": True}, {"pair": 1}))
-
-
-def find_legacy(pair):
-    return conversations().find_one({"_id": pair})
-
-
-def delete_legacy(pair):
-    conversations().delete_one({"_id": pair})
-
-
-def finish_upgrade(conversation_id):
-    """Clear `legacy`; True for the one caller that cleared it."""
-    result = conversations().update_one({"_id": conversation_id, "legacy": True},
-                                        {"$unset": {"legacy": ""}})
-    return result.modified_count == 1

@@ -24,7 +24,7 @@ import logging
 from bson import ObjectId
 
 from chatapp.chat import store as message_store
-from chatapp.conversations import store
+from chatapp.conversations import legacy_store, store
 
 log = logging.getLogger(__name__)
 _state = {"done": False}
@@ -42,11 +42,11 @@ def reset():
 def upgrade_all():
     """Upgrade every legacy conversation; returns how many this process finished (with
     several processes at work, each pair is counted by the one that finished it)."""
-    store.drop_legacy_index()
+    legacy_store.drop_legacy_index()
     count = 0
-    for legacy in store.legacy_conversations():
+    for legacy in legacy_store.legacy_conversations():
         count += upgrade_pair(legacy["_id"], legacy)
-    for doc in store.half_upgraded():
+    for doc in legacy_store.half_upgraded():
         count += upgrade_pair(doc["pair"])
     if count:
         log.info("upgraded %d conversation(s) written by the 1:1-only version", count)
@@ -62,15 +62,15 @@ def upgrade_pair_if_needed(pair):
 def upgrade_pair(pair, legacy=None):
     """Steps 1-4 for one pair (a no-op when nothing is left to upgrade); True when this
     call finished it."""
-    legacy = legacy or store.find_legacy(pair)
+    legacy = legacy or legacy_store.find_legacy(pair)
     doc = store.find_direct(pair)
     if legacy is None and (doc is None or not doc.get("legacy")):
         return False
     if doc is None:
         doc = store.upsert_direct(pair, _seed(pair, legacy))
     message_store.move_conversation(pair, doc["_id"])
-    store.delete_legacy(pair)
-    return store.finish_upgrade(doc["_id"])
+    legacy_store.delete_legacy(pair)
+    return legacy_store.finish_upgrade(doc["_id"])
 
 
 def _seed(pair, legacy):
