@@ -20,7 +20,9 @@ chatapp/embedded_index.py, chatapp/embedded_order.py). They serve
   matched, sorted and copied every candidate before cutting.
 
 TTL indexes expire documents through a heap instead of mongomock's sweep of every
-document at every access (chatapp/embedded_ttl.py).
+document at every access (chatapp/embedded_ttl.py). An update that only `$inc`s, `$set`s or
+`$max`es scalars writes the stored document in place and re-keys the indexes it touched,
+where mongomock deep-copied the whole document first (chatapp/embedded_update.py).
 
 `$text` (which mongomock lacks) is answered with MongoDB's own rules (chatapp/embedded_text.py,
 chatapp/mongo_text.py), over the documents holding one of its terms (a text index's hash, as
@@ -42,7 +44,7 @@ from collections.abc import Mapping
 from mongomock import DuplicateKeyError, filtering, helpers
 from mongomock.collection import Collection, Cursor
 
-from chatapp import embedded_plan, embedded_text, embedded_ttl
+from chatapp import embedded_plan, embedded_text, embedded_ttl, embedded_update
 from chatapp.embedded_index import UNUSABLE, hashes, id_of, keys_of, live
 
 _original = {}  # mongomock's Collection methods replaced here
@@ -65,6 +67,7 @@ def install():
     _original_cursor["_compute_results"] = Cursor._compute_results
     Cursor._compute_results = _compute_results
     embedded_ttl.install()
+    embedded_update.install()  # plain counter writes in place, not through a deep copy
 
 
 def _ensure_uniques(self, new_data):
