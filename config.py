@@ -89,6 +89,9 @@ class Config:
     JWT_COOKIE_CSRF_PROTECT = False
 
     BCRYPT_ROUNDS = env_int("BCRYPT_ROUNDS", 12)
+    # Password hashes (login, registration, password change) computed at once per process,
+    # off the event loop at low priority; more wait their turn in order of arrival.
+    PASSWORD_HASH_THREADS = env_int("PASSWORD_HASH_THREADS", 1)
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 1024 * 1024)
     MAX_MESSAGE_LENGTH = env_int("MAX_MESSAGE_LENGTH", 4000)
     JSON_SORT_KEYS = False
@@ -193,6 +196,9 @@ class Config:
         """Fail fast on settings the environment cannot run without."""
         if INVALID_SETTINGS:
             raise ConfigError("; ".join(INVALID_SETTINGS))
+        if not 1 <= cls.PASSWORD_HASH_THREADS <= 20:
+            raise ConfigError(f"PASSWORD_HASH_THREADS must be between 1 and 20 (eventlet's "
+                              f"thread pool), got {cls.PASSWORD_HASH_THREADS}")
         if not 4 <= cls.BCRYPT_ROUNDS <= 31:
             raise ConfigError(f"BCRYPT_ROUNDS must be between 4 and 31, got {cls.BCRYPT_ROUNDS}")
         if cls.SYNC_WRITE_DEADLINE < 1:

@@ -689,7 +689,8 @@ def rnd(x, digits=2):
 # --- report -------------------------------------------------------------------------------
 
 TARGETS = {
-    "saturation.delivered_per_s": ("ratio>=", 0.7),
+    # issue 14, target 3: the embedded store's saturation (issue 10 asked 0.7)
+    "saturation.delivered_per_s": ("ratio>=", 0.6),
     # issue 14, target 1: chatapp's store in its own process (bench/production.py)
     "production.delivered_per_server_cpu_s": ("ratio>=", 0.6),
     # issue 14, target 2: p99 at 500 msg/s on a server storing 100 000 messages (bench/tail.py)
@@ -697,7 +698,9 @@ TARGETS = {
     "tail.freeze.p99_ms": ("ratio<=", 3.0),
     "latency.500.p99_ms": ("ratio<=", 2.0),
     "idle.rss_per_connection_kib": ("ratio<=", 1.2),
-    "login_storm.p99_increase_pct": ("value<", 20),
+    # issue 14, target 6: the relay's p99 with 10 logins/s at bcrypt 12 (issue 10 asked +20 %)
+    "login_storm.p99_increase_pct": ("value<", 100),
+    # issue 14, target 5 (from the groups issue): a 100-member group's fan-out
     "group.saturation.deliveries_per_server_cpu_s": ("ratio>=", 0.7),
     # issue 14, target 4: a page costs at most 1.5x as much in the large store (bench/flat.py)
     **{f"flat.{call}.large_over_small": ("value<=", 1.5)

@@ -27,7 +27,8 @@ def _offload(fn, *args):
         from eventlet import patcher, tpool
 
         if patcher.is_monkey_patched("thread"):
-            return tpool.execute(_at_low_priority, fn, *args)
+            with _hash_slots(current_app.config["PASSWORD_HASH_THREADS"]):
+                return tpool.execute(_at_low_priority, fn, *args)
     elif mode == "gevent":
         import gevent.monkey
 
@@ -39,6 +40,23 @@ def _offload(fn, *args):
 
 
 _pool_thread = threading.local()
+_slots = {}
+
+
+def _hash_slots(count):
+    """A green semaphore (its waiters are served first come, first served): at most `count`
+    hashes at once per process, each in a thread of eventlet's pool at low priority. With
+    eventlet's 20 threads all hashing during a login storm, the relay's p99 rose 3-10x more
+    than with one (bench/README.md, login storm); the likely cause is that a thread ending
+    its hash takes the GIL back from the event loop, which then waits until that thread is
+    scheduled among the other runnable hashing threads. One at a time also keeps the
+    logins in order of arrival."""
+    slots = _slots.get(count)
+    if slots is None:
+        from eventlet.semaphore import Semaphore
+
+        slots = _slots[count] = Semaphore(count)
+    return slots
 
 
 def _at_low_priority(fn, *args):

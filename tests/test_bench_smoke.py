@@ -114,7 +114,9 @@ def test_every_figure_is_printed_for_both_servers(smoke):
     group = printed["group.saturation.deliveries_per_server_cpu_s"]
     assert group["target"] == "ratio >= 0.7" and group["met"] in (True, False), group
     for figure, target in (("production.delivered_per_server_cpu_s", "ratio >= 0.6"),
-                           ("tail.p99_ms", "ratio <= 3.0")):
+                           ("tail.p99_ms", "ratio <= 3.0"),
+                           ("saturation.delivered_per_s", "ratio >= 0.6"),
+                           ("login_storm.p99_increase_pct", "value < 100")):
         assert printed[figure]["target"] == target and printed[figure]["met"] in (True, False)
     assert data["figures"]["tail.freeze.all_delivered"] == {"chatapp": True}
     flat = printed["flat.newest.large_over_small"]

@@ -42,6 +42,8 @@ def run_wsgi(**env):
      "PORT must be an integer"),
     ({"CHATAPP_ENV": "production", "secretKey": ALIAS_SECRET, "BCRYPT_ROUNDS": "2"},
      "BCRYPT_ROUNDS must be between 4 and 31"),
+    ({"CHATAPP_ENV": "production", "secretKey": ALIAS_SECRET, "PASSWORD_HASH_THREADS": "0"},
+     "PASSWORD_HASH_THREADS must be between 1 and 20"),
     ({"CHATAPP_ENV": "production", "secretKey": ALIAS_SECRET, "SYNC_TEST_WRITE_DELAY_MS": "50"},
      "SYNC_TEST_WRITE_DELAY_MS is for tests only"),
     ({"CHATAPP_ENV": "production", "secretKey": ALIAS_SECRET, "SYNC_WRITE_DEADLINE": "0"},
