@@ -78,30 +78,39 @@ def _ensure_uniques(self, new_data):
     """
     store = self._store
     collection_hashes = hashes(store)
+    found = {}
     try:
-        _check_uniques(self, collection_hashes.indexes, new_data)
+        _check_uniques(self, collection_hashes.indexes, new_data, found)
     except DuplicateKeyError:
         raise  # mongomock rolls the write back: the hashes keep the document's old keys
     except Exception:
         collection_hashes.add(store, new_data)  # anything else leaves mongomock's write done
         raise
-    collection_hashes.add(store, new_data)
+    collection_hashes.add(store, new_data, found)
 
 
-def _check_uniques(self, indexes, new_data):
+def _check_uniques(self, indexes, new_data, found):
+    """Raise DuplicateKeyError as mongomock's checks would; `found` gets, per unique index
+    checked through its hashes, what it computed of `new_data` (filed with it next)."""
     store = self._store
     new_id = id_of(new_data)
     for index in indexes:
         if not index.unique:
             continue
-        keys, exact = keys_of(new_data, index.fields) if index.usable else (UNUSABLE, False)
+        if index.usable:
+            keys, exact, per_field = index.extract(new_data)
+        else:
+            keys, exact, per_field = UNUSABLE, False, None
         if keys is UNUSABLE or not exact or not index.exact:
             _scanning_unique_checks(self, new_data)
             return
-        if not index.covers(new_data):
+        covered = index.covers(new_data, per_field)
+        found[index] = (keys, exact, per_field, covered)
+        if not covered:
             continue
         others = [i for i in index.holders(len(index.fields)).get(keys[0], ()) if i != new_id]
-        if any(keys_of(doc, index.fields)[0] == keys for doc in live(store, [others])):
+        if others and any(keys_of(doc, index.fields)[0] == keys
+                          for doc in live(store, [others])):
             raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
 
 

@@ -21,6 +21,9 @@ from chatapp import embedded_text, embedded_ttl
 from chatapp.embedded_order import ALL, RANGES, Order
 
 KEYABLE = (str, int, float, ObjectId, datetime.datetime, bytes, uuid.UUID, type(None))
+# Exact types whose value is its own one key (never NaN, never a bool): a top-level field
+# holding one is answered without walking the general path below.
+PLAIN_KEYS = frozenset((str, int, ObjectId, datetime.datetime, bytes, uuid.UUID, type(None)))
 UNUSABLE = object()
 PATH = "path"  # values_of: the path went through an array of sub-documents
 MAX_KEYS = 256  # `$in` combinations one lookup may take; beyond, a shorter prefix is used
@@ -38,6 +41,12 @@ def values_of(doc, field):
     an array's elements (multikey; `PATH` when the path itself went through an array of
     sub-documents, each element's field taken, as MongoDB fans out), [None] for a missing
     field; UNUSABLE when not hashable (a sub-document, nested arrays, a numeric part)."""
+    if "." not in field and isinstance(doc, dict):
+        value = doc.get(field)
+        if type(value) in PLAIN_KEYS:
+            return [value], False  # what the general path answers for it
+        if type(value) is list and value and all(type(v) in PLAIN_KEYS for v in value):
+            return list(dict.fromkeys(value)), True  # and for an array of them (member_ids)
     values, from_array = [doc], False
     for part in field.split("."):
         found = []
@@ -67,16 +76,37 @@ def values_of(doc, field):
 def keys_of(doc, fields):
     """Every key `doc` has in an index on `fields` (several for an array), whether each
     is exact (no array, no boolean), or (UNUSABLE, False)."""
-    per_field, exact = [], True
-    for field in fields:
-        values, from_array = values_of(doc, field)
+    return combine([values_of(doc, field) for field in fields])
+
+
+def combine(per_field):
+    """`keys_of` from each field's `values_of`."""
+    exact, multi = True, 0
+    for values, from_array in per_field:
         if values is UNUSABLE:
             return UNUSABLE, False
         exact = exact and not from_array and not isinstance(values[0], bool)
-        per_field.append(values)
-    if sum(len(values) > 1 for values in per_field) > 1:
+        if len(values) > 1:
+            multi += 1
+    if multi > 1:
         return UNUSABLE, False  # parallel arrays: MongoDB refuses to index them too
-    return list(itertools.product(*per_field)), exact
+    if not multi:
+        return [tuple(values[0] for values, _ in per_field)], exact
+    return list(itertools.product(*(values for values, _ in per_field))), exact
+
+
+def type_test(partial):
+    """(field, mongomock's `$type` test) when a partial filter is `{field: {"$type": name}}`
+    on a top-level field (the app's `idempotent_send`, `direct_pair`); None otherwise."""
+    if type(partial) is not dict or len(partial) != 1:
+        return None
+    (field, condition), = partial.items()
+    if not isinstance(field, str) or not field or "." in field or field.startswith("$") \
+            or type(condition) is not dict or list(condition) != ["$type"] \
+            or type(condition["$type"]) is not str:
+        return None
+    test = filtering.TYPE_MAP.get(condition["$type"])
+    return None if test is None else (field, test)
 
 
 def id_of(doc):
@@ -101,37 +131,79 @@ class Index:
         # and sorts on them; a one-field index: all its documents, in that field's order, for
         # ranges on it); None: not kept (values it cannot order).
         self.ordered = Order()
+        self.dotted = any("." in f for f in self.fields)
+        self.type_test = type_test(self.partial)
 
-    def covers(self, doc):
-        if self.partial is not None and not filtering.filter_applies(self.partial, doc):
+    def extract(self, doc):
+        """What this index reads of `doc`: (keys, exact) as `keys_of`, and each field's
+        `values_of` (computed once per write: the unique check, the filing, the order)."""
+        per_field = [values_of(doc, field) for field in self.fields]
+        return (*combine(per_field), per_field)
+
+    def covers(self, doc, per_field=None):
+        if self.partial is not None and not self._in_partial(doc):
             return False
-        if self.sparse and all(values_of(doc, f)[0] == [None] for f in self.fields):
-            return False
+        if self.sparse:
+            if per_field is None:
+                per_field = [values_of(doc, f) for f in self.fields]
+            if all(values == [None] for values, _ in per_field):
+                return False
         return True
 
-    def add(self, doc, place):
+    def _in_partial(self, doc):
+        test = self.type_test
+        if test is not None and isinstance(doc, dict):
+            value = doc.get(test[0], filtering.NOTHING)
+            if not isinstance(value, (list, tuple)):
+                return bool(test[1](value))  # what filter_applies answers for a non-array
+        return filtering.filter_applies(self.partial, doc)
+
+    def add(self, doc, place, found=None):
+        """(Re-)key `doc`. `found`: (keys, exact, per_field, covered or None) already
+        computed for this very document (chatapp.embedded's unique checks)."""
         doc_id = id_of(doc)
-        self.discard(doc_id)
-        if not self.usable or not self.covers(doc):
+        if not self.usable:
+            self.discard(doc_id)
             return
-        keys, exact = keys_of(doc, self.fields)
-        if keys is UNUSABLE:
-            self.usable = False
+        keys, exact, per_field, covered = found if found is not None \
+            else (*self.extract(doc), None)
+        if covered is None:
+            covered = self.covers(doc, per_field)
+        if not covered or keys is UNUSABLE:
+            self.discard(doc_id)
+            if covered:
+                self.usable = False
             return
         self.exact = self.exact and exact
-        if not exact and not self.fanned and any("." in f for f in self.fields):
-            self.fanned = any(values_of(doc, f)[1] == PATH for f in self.fields)
-        for key in keys:
-            for n, by_prefix in enumerate(self.prefixes, 1):
-                _file(by_prefix, key[:n], doc_id)
+        if not exact and not self.fanned and self.dotted:
+            self.fanned = any(from_array == PATH for _, from_array in per_field)
+        old = self.keys.pop(doc_id, None)
+        old = None if old is None else [old] if isinstance(old, tuple) else old
+        self._refile(doc_id, old, keys)
         self.keys[doc_id] = keys[0] if len(keys) == 1 else keys
         if self.ordered is not None:
-            self._order(doc, doc_id, place, keys)
+            trailing = per_field[1:] or per_field
+            old_firsts = None if old is None else self._firsts(old)
+            if not self.ordered.move(doc_id, place, old_firsts, self._firsts(keys), trailing):
+                self.ordered = None
 
-    def _order(self, doc, doc_id, place, keys):
-        trailing = [values_of(doc, f) for f in self.fields[1:] or self.fields]
-        if not self.ordered.add(doc_id, place, self._firsts(keys), trailing):
-            self.ordered = None
+    def _refile(self, doc_id, old, keys):
+        """File `keys` under each prefix, `old` (the document's previous keys, or None) taken
+        out: only the prefixes from the first field whose values changed (a send re-keys a
+        group's `last_at`, not its 100 `member_ids`)."""
+        start = 0
+        if old is not None and len(old) == len(keys):
+            width = len(self.fields)
+            while start < width and all(a[start] == b[start] for a, b in zip(old, keys)):
+                start += 1
+        prefixes = self.prefixes
+        for n in range(start + 1, len(prefixes) + 1):
+            by_prefix = prefixes[n - 1]
+            if old is not None:
+                for key in old:
+                    _unfile(by_prefix, key[:n], doc_id)
+            for key in keys:
+                _file(by_prefix, key[:n], doc_id)
 
     def _firsts(self, keys):
         """The lists of the order a document is filed in: one per first-field value, or
@@ -140,7 +212,11 @@ class Index:
 
     def discard(self, doc_id):
         keys = self.keys.pop(doc_id, None)
-        keys = () if keys is None else [keys] if isinstance(keys, tuple) else keys
+        if keys is None:  # not held (never, or not covered): nothing filed
+            if self.ordered is not None:
+                self.ordered.entries.pop(doc_id, None)
+            return
+        keys = [keys] if isinstance(keys, tuple) else keys
         for key in keys:
             for n, by_prefix in enumerate(self.prefixes, 1):
                 _unfile(by_prefix, key[:n], doc_id)
@@ -227,25 +303,30 @@ _NONE = object()
 
 
 def _file(by_prefix, key, doc_id):
-    held = by_prefix.get(key, _NONE)
-    if held is _NONE:
-        by_prefix[key] = doc_id
-    elif type(held) is Bucket:
+    # One hash of the key when it is new (most keys of a long key: a tuple of ObjectIds,
+    # whose hash is Python code): setdefault, not get then set.
+    held = by_prefix.setdefault(key, doc_id)
+    if held is doc_id:
+        return  # filed now (or this very id was already: the same ids either way)
+    if type(held) is Bucket:
         held[doc_id] = None
     else:
         by_prefix[key] = Bucket(((held, None), (doc_id, None)))
 
 
 def _unfile(by_prefix, key, doc_id):
-    held = by_prefix.get(key, _NONE)
+    # One hash of the key when it held this id alone: pop, put back what stays.
+    held = by_prefix.pop(key, _NONE)
+    if held is _NONE:
+        return
     if type(held) is Bucket:
         held.pop(doc_id, None)
-        if len(held) == 1:
+        if len(held) > 1:
+            by_prefix[key] = held
+        elif held:
             by_prefix[key] = next(iter(held))
-        elif not held:
-            del by_prefix[key]
-    elif held is not _NONE and held == doc_id:
-        del by_prefix[key]
+    elif held != doc_id:
+        by_prefix[key] = held  # another document's
 
 
 class Holders:
@@ -280,7 +361,7 @@ class TextIndex:
     def covers(self, doc):
         return True
 
-    def add(self, doc, place):
+    def add(self, doc, place, found=None):
         doc_id = id_of(doc)
         text = " ".join(embedded_text.texts_of(doc, self.fields))
         if doc_id in self.keys and self.keys[doc_id][0] == text:
@@ -330,13 +411,16 @@ class Hashes:
             for index in self.indexes:
                 index.add(doc, place)
 
-    def add(self, store, doc):
-        """`doc` was inserted or changed (mongomock re-checks its unique indexes then)."""
+    def add(self, store, doc, found=None):
+        """`doc` was inserted or changed (mongomock re-checks its unique indexes then).
+        `found`: index -> what its unique check computed of `doc` (Index.add)."""
         doc_id = id_of(doc)
         if doc_id not in self.places or next(reversed(store._documents)) == doc_id:
             self.places[doc_id] = next(self.next_place)  # new (or re-inserted): last
+        place = self.places[doc_id]
+        found = found or {}
         for index in self.indexes:
-            index.add(doc, self.places[doc_id])
+            index.add(doc, place, found.get(index))
         embedded_ttl.written(store, doc)
 
     def forget(self, doc_ids):

@@ -10,17 +10,28 @@ matches any element; values Python cannot compare) makes `add` answer False: the
 keeps no order, and queries use its hashes alone.
 """
 import bisect
+import datetime
+import uuid
 
+from bson import ObjectId
 from mongomock.filtering import _get_compare_type
 
 RANGES = ("$gt", "$gte", "$lt", "$lte")
 ALL = ()  # the one list of a one-field index's order
 
 
+# mongomock's `_get_compare_type` for the exact types an index key holds most (it tries
+# isinstance one type after the other)
+RANKS = {type(None): 5, bool: 40, int: 10, float: 10, str: 15, bytes: 30, ObjectId: 35,
+         datetime.datetime: 45, uuid.UUID: 30}
+
+
 def order_key(value):
     """Where mongomock's sort (its bson_compare) puts `value`, as a tuple Python orders:
     the BSON type's rank, then the value (binary data: its length first)."""
-    rank = _get_compare_type(value)
+    rank = RANKS.get(type(value))
+    if rank is None:
+        rank = _get_compare_type(value)
     if value is None:
         return (rank, 0)
     if isinstance(value, bytes):
@@ -39,13 +50,39 @@ class Order:
         if any(from_array for _, from_array in trailing):
             return False
         entry = (tuple(order_key(values[0]) for values, _ in trailing), place, doc_id)
+        return self._file(doc_id, entry, firsts)
+
+    def _file(self, doc_id, entry, firsts):
+        lists = self.lists
         try:
             for first in firsts:
-                bisect.insort(self.lists.setdefault(first, []), entry)
+                entries = lists.get(first)
+                if entries is None:
+                    lists[first] = [entry]
+                elif _below(entries[-1], entry):
+                    entries.append(entry)  # the newest (a message, a feed record): last
+                else:
+                    bisect.insort(entries, entry)
         except TypeError:  # values Python cannot order together
             return False
         self.entries[doc_id] = entry
         return True
+
+    def move(self, doc_id, place, old_firsts, firsts, trailing):
+        """`discard` (when `old_firsts` is not None) then `add`, or nothing when the
+        document's entry and lists are the ones it already has; False: cannot be kept."""
+        if any(from_array for _, from_array in trailing):
+            if old_firsts is not None:
+                self.discard(doc_id, old_firsts)
+            return False
+        entry = (tuple(order_key(values[0]) for values, _ in trailing), place, doc_id)
+        if old_firsts is not None:
+            old = self.entries.get(doc_id)
+            if old is not None and old == entry and old_firsts == firsts:
+                return True
+            if not self.discard(doc_id, old_firsts):
+                return False
+        return self._file(doc_id, entry, firsts)
 
     def discard(self, doc_id, firsts):
         entry = self.entries.pop(doc_id, None)
@@ -54,6 +91,11 @@ class Order:
         try:
             for first in firsts:
                 entries = self.lists.get(first, [])
+                if entries and entries[-1][2] == doc_id:
+                    entries.pop()  # the last one (a conversation sent to again)
+                    if not entries:
+                        self.lists.pop(first, None)
+                    continue
                 i = bisect.bisect_left(entries, entry)
                 if i < len(entries) and entries[i][2] == doc_id:
                     del entries[i]
@@ -118,6 +160,15 @@ class IdSpan:
 
     def __iter__(self):
         return (entry[2] for entry in self.span)
+
+
+def _below(last, entry):
+    """Whether `entry` sorts after `last` (False when they cannot be compared: then the
+    bisection decides, as before)."""
+    try:
+        return last < entry
+    except TypeError:
+        return False
 
 
 def _orderable(value):
