@@ -8,7 +8,6 @@ as building them from scratch over the stored documents would.
 Inserts in and out of order, equal keys, unique violations (nothing written), deletes then
 inserts, multikey arrays re-keyed by in-place counter updates and by mongomock's own.
 """
-import contextlib
 import datetime
 import random
 
@@ -16,10 +15,10 @@ import mongomock
 import mongomock.collection
 import pytest
 from bson import ObjectId
-from mongomock.store import CollectionStore
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
-from chatapp import embedded, embedded_index, embedded_order, embedded_ttl, embedded_update
+from chatapp import embedded, embedded_index, embedded_order
+from tests.embedded_reference import plain_mongomock
 
 pytestmark = pytest.mark.skip_with_test_mongo_uri(
     "tests the embedded store itself (chatapp/embedded.py over mongomock), never the database "
@@ -41,24 +40,6 @@ INDEXES = [
     ([("nick", ASCENDING)], {"unique": True, "sparse": True, "name": "nick"}),
     ([("box.kind", ASCENDING), ("seq", ASCENDING)], {"name": "dotted"}),
 ]
-
-
-@contextlib.contextmanager
-def plain_mongomock():
-    """mongomock as it is: none of chatapp.embedded's patches (the reference)."""
-    classes = [(mongomock.collection.Collection, embedded._original),
-               (mongomock.collection.Collection, embedded_update._original),
-               (mongomock.collection.Cursor, embedded._original_cursor),
-               (CollectionStore, embedded_ttl._original)]
-    patched = [(cls, name, getattr(cls, name)) for cls, originals in classes for name in originals]
-    for cls, originals in classes:
-        for name, original in originals.items():
-            setattr(cls, name, original)
-    try:
-        yield
-    finally:
-        for cls, name, function in patched:
-            setattr(cls, name, function)
 
 
 def collection(tz_aware=False):

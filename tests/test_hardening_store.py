@@ -26,7 +26,7 @@ from mongomock import filtering
 from mongomock.store import CollectionStore
 from pymongo import ASCENDING, DESCENDING
 
-from chatapp import create_app, embedded, embedded_plan, embedded_text, embedded_ttl
+from chatapp import create_app, embedded, embedded_plan, embedded_text
 from chatapp.attachments import store as attachments
 from chatapp.blocks import store as blocks
 from chatapp.chat import store as messages
@@ -37,6 +37,7 @@ from chatapp.search import store as search
 from chatapp.sync import store as feed
 from chatapp.users import store as users
 from config import TestingConfig
+from tests.embedded_reference import plain_mongomock
 
 pytestmark = pytest.mark.skip_with_test_mongo_uri(
     "tests the embedded store itself (chatapp/embedded.py over mongomock), never the database "
@@ -380,23 +381,6 @@ write = st.one_of(
     st.tuples(st.just("delete"), query),
     st.tuples(st.just("unset"), st.integers(1, 12), st.sampled_from(sorted(FIELDS))),
 )
-
-
-@contextlib.contextmanager
-def plain_mongomock():
-    """mongomock as it is, without the hashes and the TTL heap (the reference)."""
-    classes = [(mongomock.collection.Collection, embedded._original),
-               (mongomock.collection.Cursor, embedded._original_cursor),
-               (CollectionStore, embedded_ttl._original)]
-    patched = [(cls, name, getattr(cls, name)) for cls, originals in classes for name in originals]
-    for cls, originals in classes:
-        for name, original in originals.items():
-            setattr(cls, name, original)
-    try:
-        yield
-    finally:
-        for cls, name, function in patched:
-            setattr(cls, name, function)
 
 
 def outcome(call):
