@@ -30,12 +30,10 @@ messages were read), between a first message and the last `tail` messages that g
 `chatapp.chat.service.send_message`, as do the other conversations' messages.
 """
 import gc
-import os
 import time
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlsplit, urlunsplit
 
-from bench.history import SECRET, _register
+from bench.history import in_process_app, _register
 
 TARGET = 1.5
 PAGE = 50
@@ -68,17 +66,9 @@ def run(sizes, convs, samples, tail=100):
 
 
 def _one_store(size, convs, samples, tail):
-    os.environ.setdefault("secretKey", SECRET)
-    from chatapp import create_app
     from chatapp.extensions import mongo
-    from config import DevelopmentConfig
 
-    db_name = f"chatapp_flat_{size}_{int(time.time())}"
-    app = create_app(DevelopmentConfig, JWT_SECRET_KEY=SECRET, BCRYPT_ROUNDS=4,
-                     RATELIMIT_ENABLED=False, ASYNC_MODE="threading", LOG_LEVEL="WARNING",
-                     SOCKETIO_MESSAGE_QUEUE=None, MONGO_DB_NAME=db_name, EMBEDDED_MAX_MESSAGES=0,
-                     MONGO_URI=_fresh_database(os.environ.get("MONGO_DB_URL")
-                                               or os.environ.get("MONGO_URI"), db_name))
+    app, db_name = in_process_app(f"flat_{size}", EMBEDDED_MAX_MESSAGES=0)
     client = app.test_client()
     try:
         world, grown = _seed(app, client, size, convs, tail)
@@ -92,15 +82,6 @@ def _one_store(size, convs, samples, tail):
         if mongo.client is not None:
             mongo.client.drop_database(db_name)  # the next size starts from nothing
         gc.collect()
-
-
-def _fresh_database(url, db_name):
-    """`url` naming the database `db_name` (a URL's own database would be the one used, and
-    then dropped at the end: never the operator's)."""
-    if not url:
-        return None
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{db_name}", parts.query, ""))
 
 
 def _seed(app, client, size, convs, tail):

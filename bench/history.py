@@ -7,6 +7,7 @@ in the runner's process (threading mode), seeds through `chatapp.chat.service.se
 client: request handling, store queries and JSON, without the network.
 """
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 SECRET = "bench-secret-key-that-is-long-enough-0123456789abcdef"
 PASSWORD = "bench-password-0123"
@@ -16,19 +17,39 @@ EXPECTED_INDEXES = {"page": "history", "conversations": "by_member_activity",
                     "unread": "history", "last_messages": "_id_"}
 
 
-def run(n_messages, n_convs, samples):
+def in_process_app(prefix, **overrides):
+    """The app in the runner's process (threading mode, bcrypt at 4, no limits), on a
+    database of its own that the scenario drops at the end: the in-process scenarios
+    (history, flat costs, search, rich page) seed it through the services and time REST
+    calls through its test client. Returns (app, database name)."""
     import os
 
     os.environ.setdefault("secretKey", SECRET)  # read when config is first imported
     from chatapp import create_app
-    from chatapp.extensions import mongo
     from config import DevelopmentConfig
 
-    db_name = f"chatapp_bench_{int(time.time())}"
+    db_name = f"chatapp_{prefix}_{int(time.time())}"
+    url = _own_database(os.environ.get("MONGO_DB_URL") or os.environ.get("MONGO_URI"), db_name)
     app = create_app(DevelopmentConfig, JWT_SECRET_KEY=SECRET, BCRYPT_ROUNDS=4,
                      RATELIMIT_ENABLED=False, ASYNC_MODE="threading", LOG_LEVEL="WARNING",
-                     SOCKETIO_MESSAGE_QUEUE=None, MONGO_DB_NAME=db_name,
-                     MONGO_URI=os.environ.get("MONGO_DB_URL") or os.environ.get("MONGO_URI"))
+                     SOCKETIO_MESSAGE_QUEUE=None, MONGO_DB_NAME=db_name, MONGO_URI=url,
+                     **overrides)
+    return app, db_name
+
+
+def _own_database(url, db_name):
+    """`url` naming the database `db_name`: a URL's own database would be the one used,
+    and left with the bench's data while `db_name` is dropped (never the operator's)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db_name}", parts.query, ""))
+
+
+def run(n_messages, n_convs, samples):
+    from chatapp.extensions import mongo
+
+    app, db_name = in_process_app("bench")
     client = app.test_client()
     try:
         me, peer, others = _seed(app, client, n_messages, n_convs)

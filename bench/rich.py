@@ -48,7 +48,7 @@ import time
 import unicodedata
 from datetime import datetime, timedelta, timezone
 
-from bench.history import SECRET, _index_names, _register
+from bench.history import _index_names, _register, in_process_app
 
 PAGE = 50
 COMMON, SECOND, RARE = "meeting", "tomorrow", "zeppelin"
@@ -64,19 +64,6 @@ REACTIONS = ("👍", "🎉")
 
 
 # --- shared -----------------------------------------------------------------------------
-
-def _app(prefix):
-    os.environ.setdefault("secretKey", SECRET)  # read when config is first imported
-    from chatapp import create_app
-    from config import DevelopmentConfig
-
-    db_name = f"chatapp_{prefix}_{int(time.time())}"
-    app = create_app(DevelopmentConfig, JWT_SECRET_KEY=SECRET, BCRYPT_ROUNDS=4,
-                     RATELIMIT_ENABLED=False, ASYNC_MODE="threading", LOG_LEVEL="WARNING",
-                     SOCKETIO_MESSAGE_QUEUE=None, MONGO_DB_NAME=db_name,
-                     MONGO_URI=os.environ.get("MONGO_DB_URL") or os.environ.get("MONGO_URI"))
-    return app, db_name
-
 
 def _drop(db_name):
     """The scenario's database goes (the embedded one too: the next scenario in this process
@@ -146,7 +133,7 @@ class Words:
 def search_run(n_messages, samples, tail=200):
     from chatapp.extensions import mongo
 
-    app, db_name = _app("search")
+    app, db_name = in_process_app("search")
     client = app.test_client()
     try:
         t = time.perf_counter()
@@ -407,7 +394,7 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
 
 
 def page_run(n_messages, samples):
-    app, db_name = _app("richpage")
+    app, db_name = in_process_app("richpage")
     client = app.test_client()
     try:
         t = time.perf_counter()
