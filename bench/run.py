@@ -195,15 +195,16 @@ class CpuWindow:
 PROFILE_TO, PROFILE_KINDS = None, ()
 
 
-def profiled(cpu, server, kind, seconds, name="saturation"):
-    """Also record the server with py-spy (collapsed stacks) during the measured window."""
+def profiled(cpu, server, kind, seconds, name="saturation", key=None):
+    """Also record the server with py-spy (collapsed stacks) during the measured window
+    (the one marked `key`, when the scenario marks several)."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if not spy:
         sys.exit("bench: --profile needs py-spy (.venv/bin/pip install py-spy)")
 
     def on_phase(msg, proc):
         cpu(msg, proc)
-        if msg["phase"] == "measure_start":
+        if msg["phase"] == "measure_start" and (key is None or msg.get("key") == key):
             out = Path(PROFILE_TO) / f"{name}-{kind}.txt"
             subprocess.Popen([spy, "record", "--pid", str(server.proc.pid), "--duration",
                               str(int(seconds)), "--rate", "200", "--nonblocking", "--format", "raw",
@@ -348,12 +349,15 @@ def group(p, workdir, kinds):
     for kind in kinds:
         with started(kind, workdir) as server:
             cpu = CpuWindow(server)
+            on_phase = cpu
+            if PROFILE_TO and kind in PROFILE_KINDS:
+                on_phase = profiled(cpu, server, kind, p["group_sat_seconds"], "group", "saturation")
             r = run_load(server, {"scenario": "group", "members": p["group_members"],
                                   "rates": p["group_rates"], "duration": p["group_seconds"],
                                   "warmup": p["group_warmup"], "senders": p["group_senders"],
                                   "window": p["group_window"],
                                   "sat_duration": p["group_sat_seconds"],
-                                  "deflate": p["group_deflate"]}, workdir, cpu)
+                                  "deflate": p["group_deflate"]}, workdir, on_phase)
         put(out, "group.members", kind, r["members"])
         for rate in p["group_rates"]:
             row = r["rates"][str(rate)]
@@ -805,7 +809,7 @@ def main(argv=None):
                         help="run everything at this niceness (e.g. -10 as root: less noise "
                              "from other work on the machine)")
     parser.add_argument("--profile", metavar="DIR",
-                        help="record the servers with py-spy during saturation (collapsed stacks "
+                        help="record the servers with py-spy during the saturation, group saturation, production and tail windows (collapsed stacks "
                              "in DIR; summarise with bench/profile_summary.py)")
     parser.add_argument("--json-out", help="also write every figure to this file (JSON)")
     parser.add_argument("--group-deflate", action="store_true",
