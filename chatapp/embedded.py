@@ -30,7 +30,8 @@ MongoDB's text index selects them) or the narrower candidates of the rest of the
 index keeps its `default_language`, `language_override` and `weights`, which mongomock drops.
 
 It never answers differently from a scan: candidates are a superset of the matching
-documents, re-checked with mongomock's own filter, in mongomock's own order (ties of a sort
+documents, re-checked with mongomock's own filter (its plainest equalities decided first:
+chatapp/embedded_match.py), in mongomock's own order (ties of a sort
 in natural order); a document is re-keyed whenever mongomock re-checks its unique indexes
 (after every insert and every update that changed it), ids of deleted documents are dropped
 when met, and whatever no hash can hold falls back to mongomock's scan.
@@ -41,10 +42,10 @@ import functools
 import itertools
 from collections.abc import Mapping
 
-from mongomock import DuplicateKeyError, filtering, helpers
+from mongomock import DuplicateKeyError, helpers
 from mongomock.collection import Collection, Cursor
 
-from chatapp import embedded_plan, embedded_text, embedded_ttl, embedded_update
+from chatapp import embedded_match, embedded_plan, embedded_text, embedded_ttl, embedded_update
 from chatapp.embedded_index import UNUSABLE, hashes, id_of, keys_of, live
 
 _original = {}  # mongomock's Collection methods replaced here
@@ -137,7 +138,8 @@ def _iter_documents(self, filter):
         found = _original["_iter_documents"](self, filter)
     else:
         candidates = live(self._store, buckets)
-        found = (doc for doc in candidates if filtering.filter_applies(filter, doc))
+        applies = embedded_match.matcher(filter)
+        found = (doc for doc in candidates if applies(doc))
     return found if text is None else (doc for doc in found if text.matches(doc))
 
 

@@ -88,8 +88,8 @@ def _clone(value, aware):
     kind = type(value)
     if kind in SHARED:
         return value
-    if isinstance(value, list):
-        return [_clone(item, aware) for item in value]
+    if isinstance(value, list):  # (a group's 100 member ids: no call per id)
+        return [item if type(item) in SHARED else _clone(item, aware) for item in value]
     if isinstance(value, dict):
         return {key: _clone(item, aware) for key, item in value.items()}
     if isinstance(value, datetime.datetime):

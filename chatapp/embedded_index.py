@@ -13,6 +13,7 @@ each document's folded terms instead (`TextIndex`, for `$text`: chatapp/embedded
 import datetime
 import itertools
 import uuid
+from operator import itemgetter
 
 from bson import ObjectId
 from mongomock import filtering, helpers
@@ -125,7 +126,13 @@ class Index:
         self.fanned = False  # a document's path went through an array: null is not looked up
         # For each prefix of the key (n first fields): values -> the ids holding them (a
         # `Bucket`, or the one id alone: most keys of a long key are held by one document).
-        self.prefixes = [{} for _ in self.fields]
+        # The first field's (and a unique index's whole key's) from the start; a longer
+        # prefix (None until then) is built when a lookup first binds that many fields, and
+        # kept from then on: no query binds `by_member_activity`'s `last_at`, so a send to a
+        # group re-files none of its members' entries there, only their order.
+        width = len(self.fields)
+        self.prefixes = [{} if n == 1 or (self.unique and n == width) else None
+                         for n in range(1, width + 1)]
         self.keys = {}  # doc id -> its key (a tuple), or the list of its keys (an array)
         # The documents of each first-field value in the order of the other fields (ranges
         # and sorts on them; a one-field index: all its documents, in that field's order, for
@@ -134,10 +141,19 @@ class Index:
         self.dotted = any("." in f for f in self.fields)
         self.type_test = type_test(self.partial)
 
-    def extract(self, doc):
+    def extract(self, doc, kept=None):
         """What this index reads of `doc`: (keys, exact) as `keys_of`, and each field's
-        `values_of` (computed once per write: the unique check, the filing, the order)."""
-        per_field = [values_of(doc, field) for field in self.fields]
+        `values_of` (computed once per write: the unique check, the filing, the order).
+        `kept`: fields the write left alone, whose values are read off the keys the
+        document holds now instead (a send's re-key of a group: no 100 member ids hashed
+        again to drop repeats they cannot have)."""
+        held = self.keys.get(id_of(doc)) if kept else None
+        if held is None:
+            per_field = [values_of(doc, field) for field in self.fields]
+        else:
+            held = [held] if isinstance(held, tuple) else held
+            per_field = [_held_values(held, i) if field in kept else values_of(doc, field)
+                         for i, field in enumerate(self.fields)]
         return (*combine(per_field), per_field)
 
     def covers(self, doc, per_field=None):
@@ -158,15 +174,16 @@ class Index:
                 return bool(test[1](value))  # what filter_applies answers for a non-array
         return filtering.filter_applies(self.partial, doc)
 
-    def add(self, doc, place, found=None):
+    def add(self, doc, place, found=None, kept=None):
         """(Re-)key `doc`. `found`: (keys, exact, per_field, covered or None) already
-        computed for this very document (chatapp.embedded's unique checks)."""
+        computed for this very document (chatapp.embedded's unique checks); `kept`: the
+        fields the write left alone (`extract`)."""
         doc_id = id_of(doc)
         if not self.usable:
             self.discard(doc_id)
             return
         keys, exact, per_field, covered = found if found is not None \
-            else (*self.extract(doc), None)
+            else (*self.extract(doc, kept), None)
         if covered is None:
             covered = self.covers(doc, per_field)
         if not covered or keys is UNUSABLE:
@@ -179,31 +196,40 @@ class Index:
             self.fanned = any(from_array == PATH for _, from_array in per_field)
         old = self.keys.pop(doc_id, None)
         old = None if old is None else [old] if isinstance(old, tuple) else old
-        self._refile(doc_id, old, keys)
+        unchanged = self._refile(doc_id, old, keys)
         self.keys[doc_id] = keys[0] if len(keys) == 1 else keys
         if self.ordered is not None:
             trailing = per_field[1:] or per_field
-            old_firsts = None if old is None else self._firsts(old)
-            if not self.ordered.move(doc_id, place, old_firsts, self._firsts(keys), trailing):
+            # each first-field value once (values_of's are distinct), as `_firsts` gives
+            firsts = (ALL,) if len(self.fields) == 1 else per_field[0][0]
+            # the first field kept its values, in order (a send's re-key): the same lists
+            old_firsts = None if old is None else firsts if unchanged else self._firsts(old)
+            if not self.ordered.move(doc_id, place, old_firsts, firsts, trailing):
                 self.ordered = None
 
     def _refile(self, doc_id, old, keys):
         """File `keys` under each prefix, `old` (the document's previous keys, or None) taken
         out: only the prefixes from the first field whose values changed (a send re-keys a
-        group's `last_at`, not its 100 `member_ids`)."""
+        group's `last_at`, not its 100 `member_ids`). Answers how many leading fields kept
+        their values."""
         start = 0
         if old is not None and len(old) == len(keys):
             width = len(self.fields)
-            while start < width and all(a[start] == b[start] for a, b in zip(old, keys)):
+            # compared as lists: C's loop, and a value kept is the very same object mostly
+            while start < width and list(map(itemgetter(start), old)) == \
+                    list(map(itemgetter(start), keys)):
                 start += 1
         prefixes = self.prefixes
         for n in range(start + 1, len(prefixes) + 1):
             by_prefix = prefixes[n - 1]
+            if by_prefix is None:
+                continue  # not kept (yet)
             if old is not None:
                 for key in old:
                     _unfile(by_prefix, key[:n], doc_id)
             for key in keys:
                 _file(by_prefix, key[:n], doc_id)
+        return start
 
     def _firsts(self, keys):
         """The lists of the order a document is filed in: one per first-field value, or
@@ -219,7 +245,8 @@ class Index:
         keys = [keys] if isinstance(keys, tuple) else keys
         for key in keys:
             for n, by_prefix in enumerate(self.prefixes, 1):
-                _unfile(by_prefix, key[:n], doc_id)
+                if by_prefix is not None:
+                    _unfile(by_prefix, key[:n], doc_id)
         if self.ordered is not None and not self.ordered.discard(doc_id, self._firsts(keys)):
             self.ordered = None
 
@@ -265,7 +292,13 @@ class Index:
 
     def holders(self, n):
         """A mapping: the first `n` fields' values -> the ids holding them (a collection)."""
-        return Holders(self.prefixes[n - 1])
+        by_prefix = self.prefixes[n - 1]
+        if by_prefix is None:  # first asked for: built from every held key, kept from now on
+            by_prefix = self.prefixes[n - 1] = {}
+            for doc_id, keys in self.keys.items():
+                for key in [keys] if isinstance(keys, tuple) else keys:
+                    _file(by_prefix, key[:n], doc_id)
+        return Holders(by_prefix)
 
     def _range(self, ranges):
         """A range on a one-field index's field: the ids of a slice of its order; None when
@@ -291,6 +324,15 @@ class Index:
         if found is None:
             return None
         return self.ordered.slices((key[0] for key in found[1]), ranges.get(self.fields[1], {}))
+
+
+def _held_values(held, i):
+    """Field `i`'s values in a document's keys `held`, as `values_of` gave them: one value,
+    or (the one array field of a multikey key, which varies along the keys) each element.
+    An array of one element reads as no array: harmless, its flags were set when filed."""
+    if len(held) == 1 or held[0][i] == held[1][i]:
+        return [held[0][i]], False
+    return [key[i] for key in held], True
 
 
 class Bucket(dict):

@@ -78,11 +78,36 @@ class Order:
         entry = (tuple(order_key(values[0]) for values, _ in trailing), place, doc_id)
         if old_firsts is not None:
             old = self.entries.get(doc_id)
-            if old is not None and old == entry and old_firsts == firsts:
-                return True
+            if old is not None and old_firsts is firsts:
+                return old == entry or self._replace(doc_id, old, entry, firsts)
             if not self.discard(doc_id, old_firsts):
                 return False
         return self._file(doc_id, entry, firsts)
+
+    def _replace(self, doc_id, old, entry, firsts):
+        """The same lists, a new entry: in each list where the old one is last and the new
+        one still sorts after the one before it (the conversation sent to again), it takes
+        the old one's place; elsewhere it is taken out and filed."""
+        lists = self.lists
+        try:
+            for first in firsts:
+                entries = lists.get(first)
+                if entries and entries[-1][2] == doc_id and (
+                        len(entries) == 1 or entries[-2] < entry):
+                    entries[-1] = entry
+                    continue
+                if entries:
+                    i = bisect.bisect_left(entries, old)
+                    if i < len(entries) and entries[i][2] == doc_id:
+                        del entries[i]
+                if entries:
+                    bisect.insort(entries, entry)
+                else:
+                    lists[first] = [entry]
+        except TypeError:  # values Python cannot order together
+            return False
+        self.entries[doc_id] = entry
+        return True
 
     def discard(self, doc_id, firsts):
         entry = self.entries.pop(doc_id, None)

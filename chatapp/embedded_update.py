@@ -194,8 +194,17 @@ def _rekey(self, doc, paths):
         self._ensure_uniques(doc)  # every unique check, every index re-keyed (chatapp.embedded)
         return
     for index in affected:
-        index.add(doc, place)
+        if type(index) is Index:
+            index.add(doc, place, kept=_kept(index, paths))
+        else:
+            index.add(doc, place)  # a text index
     embedded_ttl.written(store, doc)
+
+
+def _kept(index, paths):
+    """The fields of `index` that writing `paths` leaves alone."""
+    return {f for f in index.fields
+            if not any(p == f or f.startswith(p + ".") or p.startswith(f + ".") for p in paths)}
 
 
 def _affected(index, paths):

@@ -89,7 +89,12 @@ def kept(index, documents):
     dropped when met, not when mongomock deletes it), places left out (a rebuild numbers them
     afresh; they only order entries whose keys are equal, as natural order does)."""
     prefixes = []
-    for by_prefix in index.prefixes:
+    for n, by_prefix in enumerate(index.prefixes, 1):
+        if by_prefix is None:  # not kept yet: what building it now would give (not kept)
+            by_prefix = {}
+            for doc_id, held in index.keys.items():
+                for key in [held] if isinstance(held, tuple) else held:
+                    embedded_index._file(by_prefix, key[:n], doc_id)
         held = {key: sorted(str(i) for i in (ids if type(ids) is embedded_index.Bucket
                                              else [ids]) if i in documents)
                 for key, ids in by_prefix.items()}
@@ -197,7 +202,11 @@ def test_random_writes_answer_and_index_as_mongomock(seed, in_order):
                {"member_ids": USERS[0]}, {"member_ids": USERS[1]}, {"tag": None}, {"tag": 1},
                {"nick": "n1"}, {"sender": USERS[2], "client_id": "x"}, {"client_id": None},
                {"box.kind": "k"}, {"at": {"$lt": T0 + datetime.timedelta(seconds=3)}},
-               {"conv": "c", "version": 3}]
+               {"conv": "c", "version": 3},
+               # two fields of a three-field index bound: its two-field prefix is built (from
+               # the 20th write on) and kept through the writes after
+               {"member_ids": USERS[2], "last_at": T0 + datetime.timedelta(seconds=3)},
+               {"sender": USERS[0], "at": T0 + datetime.timedelta(seconds=1)}]
     for n in range(1, 161):
         write(rng, both, n, seqs, in_order)
         if n % 20 == 0:
@@ -256,6 +265,45 @@ def test_a_group_re_keyed_by_its_sends_stays_newest_in_every_members_order():
     both.run(lambda c: c.update_one({"_id": 2}, {"$pull": {"member_ids": USERS[3]}}).modified_count)
     both.run(lambda c: c.update_one({"_id": 3}, {"$set": {"member_ids": USERS[:1]}}).modified_count)
     both.answers([{"member_ids": u} for u in USERS])
+    assert_hashes_as_rebuilt(both.hashed)
+
+
+def test_a_longer_prefix_is_kept_only_once_a_lookup_binds_it():
+    """A send re-keys a group's `last_at`: the (member, last_at[, _id]) prefixes are filed
+    only once some query binds that many fields; built then, they are kept on every write
+    after, and answer as mongomock does."""
+    both = Both()
+    for doc_id in range(1, 7):
+        both.run(lambda c: c.insert_one({"_id": doc_id, "member_ids": USERS[doc_id % 3:],
+                                         "last_at": T0, "seq": 0}).inserted_id)
+    index = next(i for i in embedded_index.hashes(both.hashed._store).indexes
+                 if i.fields == ("member_ids", "last_at", "_id"))
+    unique = next(i for i in embedded_index.hashes(both.hashed._store).indexes
+                  if i.fields == ("conv", "seq"))
+    assert unique.prefixes[1] is not None  # a unique index's whole key: its duplicate check
+
+    def send(n):
+        when = T0 + datetime.timedelta(seconds=n // 2)
+        both.run(lambda c: c.find_one_and_update(
+            {"_id": 1 + n % 6}, {"$inc": {"seq": 1}, "$set": {"last_at": when}},
+            return_document=ReturnDocument.AFTER))
+
+    for n in range(10):
+        send(n)
+    both.answers([{"member_ids": u} for u in USERS])
+    assert index.prefixes[1] is None and index.prefixes[2] is None
+    assert_hashes_as_rebuilt(both.hashed)
+    when = T0 + datetime.timedelta(seconds=4)
+    both.answers([{"member_ids": USERS[4], "last_at": when}])
+    assert index.prefixes[1] is not None and index.prefixes[2] is None
+    for n in range(10, 30):
+        send(n)
+        both.answers([{"member_ids": u, "last_at": T0 + datetime.timedelta(seconds=s)}
+                      for u in USERS for s in (4, 9, 14)])
+        assert_hashes_as_rebuilt(both.hashed)
+    both.run(lambda c: c.update_one({"_id": 2}, {"$pull": {"member_ids": USERS[3]}}).modified_count)
+    both.run(lambda c: c.delete_one({"_id": 3}).deleted_count)
+    both.answers([{"member_ids": u, "last_at": T0 + datetime.timedelta(seconds=14)} for u in USERS])
     assert_hashes_as_rebuilt(both.hashed)
 
 
