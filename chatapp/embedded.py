@@ -45,10 +45,12 @@ from collections.abc import Mapping
 from mongomock import DuplicateKeyError, helpers
 from mongomock.collection import Collection, Cursor
 
-from chatapp import embedded_match, embedded_plan, embedded_text, embedded_ttl, embedded_update
+from chatapp import (embedded_answer, embedded_match, embedded_plan, embedded_text, embedded_ttl,
+                     embedded_update)
 from chatapp.embedded_index import UNUSABLE, hashes, id_of, keys_of, live
 
 _original = {}  # mongomock's Collection methods replaced here
+_NO_FAST_PATH = object()
 _original_cursor = {}  # and its Cursor's
 
 
@@ -174,6 +176,15 @@ def _find_one(self, filter=None, *args, **kwargs):  # noqa: keyword-arg-before-v
         filter = {}
     if not isinstance(filter, Mapping):
         filter = {"_id": filter}
+    projection = args[0] if len(args) == 1 and not kwargs else kwargs.get("projection") \
+        if not args and set(kwargs) <= {"projection"} else _NO_FAST_PATH
+    if type(filter) is dict and filter and projection is not _NO_FAST_PATH \
+            and embedded_answer.projection_ok(projection):
+        # A lookup by equality (the commonest: by id, by a unique key): the first match in
+        # natural order, its projected fields copied, as the cursor below answers it, with
+        # none of a cursor's making.
+        doc = embedded_update.first(self, filter)
+        return None if doc is None else embedded_answer.project(self, doc, projection)
     cursor = self.find(filter, *args, **kwargs)
     if cursor._limit is None:
         cursor.limit(1)

@@ -241,6 +241,7 @@ class Index:
         if keys is None:  # not held (never, or not covered): nothing filed
             if self.ordered is not None:
                 self.ordered.entries.pop(doc_id, None)
+                self.ordered.homes.pop(doc_id, None)
             return
         keys = [keys] if isinstance(keys, tuple) else keys
         for key in keys:

@@ -42,7 +42,10 @@ def order_key(value):
 class Order:
     def __init__(self):
         self.lists = {}  # first-field value -> entries, sorted
-        self.entries = {}  # doc id -> its entry
+        self.entries = {}  # doc id -> its entry (the very tuple its lists hold)
+        # doc id -> the lists it is filed in, for a document filed under several values (a
+        # conversation under each member): a re-key walks them with no hash of a member id
+        self.homes = {}
 
     def add(self, doc_id, place, firsts, trailing):
         """File a document under each of its first-field values; False: cannot be kept.
@@ -54,18 +57,22 @@ class Order:
 
     def _file(self, doc_id, entry, firsts):
         lists = self.lists
+        homes = []
         try:
             for first in firsts:
                 entries = lists.get(first)
                 if entries is None:
-                    lists[first] = [entry]
+                    entries = lists[first] = [entry]
                 elif _below(entries[-1], entry):
                     entries.append(entry)  # the newest (a message, a feed record): last
                 else:
                     bisect.insort(entries, entry)
+                homes.append(entries)
         except TypeError:  # values Python cannot order together
             return False
         self.entries[doc_id] = entry
+        if len(homes) > 1:
+            self.homes[doc_id] = homes
         return True
 
     def move(self, doc_id, place, old_firsts, firsts, trailing):
@@ -88,28 +95,25 @@ class Order:
         """The same lists, a new entry: in each list where the old one is last and the new
         one still sorts after the one before it (the conversation sent to again), it takes
         the old one's place; elsewhere it is taken out and filed."""
-        lists = self.lists
+        homes = self.homes.get(doc_id)
+        if homes is None:
+            homes = [self.lists.setdefault(first, []) for first in firsts]
         try:
-            for first in firsts:
-                entries = lists.get(first)
-                if entries and entries[-1][2] == doc_id and (
-                        len(entries) == 1 or entries[-2] < entry):
+            for entries in homes:
+                if entries and entries[-1] is old and (len(entries) == 1 or entries[-2] < entry):
                     entries[-1] = entry
                     continue
-                if entries:
-                    i = bisect.bisect_left(entries, old)
-                    if i < len(entries) and entries[i][2] == doc_id:
-                        del entries[i]
-                if entries:
-                    bisect.insort(entries, entry)
-                else:
-                    lists[first] = [entry]
+                i = bisect.bisect_left(entries, old)
+                if i < len(entries) and entries[i][2] == doc_id:
+                    del entries[i]
+                bisect.insort(entries, entry)
         except TypeError:  # values Python cannot order together
             return False
         self.entries[doc_id] = entry
         return True
 
     def discard(self, doc_id, firsts):
+        self.homes.pop(doc_id, None)
         entry = self.entries.pop(doc_id, None)
         if entry is None:
             return True

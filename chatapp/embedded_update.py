@@ -59,7 +59,7 @@ def find_one_and_update(self, filter, update, projection=None, sort=None, upsert
             and embedded_answer.projection_ok(projection):
         steps = _steps(update)
     if steps is not None:
-        doc = _first(self, filter)
+        doc = first(self, filter)
         if doc is None:
             return None
         if _valid(doc, steps):
@@ -79,7 +79,7 @@ def update_one(self, filter, update, upsert=False, bypass_document_validation=Fa
             or session or let) and type(filter) is dict:
         steps = _steps(update)
     if steps is not None:
-        doc = _first(self, filter)
+        doc = first(self, filter)
         if doc is None or _valid(doc, steps):
             changed = doc is not None and _write(self, doc, steps)
             return UpdateResult({
@@ -91,7 +91,7 @@ def update_one(self, filter, update, upsert=False, bypass_document_validation=Fa
         collation=collation, array_filters=array_filters, hint=hint, session=session, let=let)
 
 
-def _first(self, filter):
+def first(self, filter):
     """The stored document mongomock's `find_one(filter)` (and its `_update`) would take."""
     spec = helpers.patch_datetime_awareness_in_document(filter)
     return next(iter(self._iter_documents(spec)), None)

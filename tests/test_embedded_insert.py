@@ -82,6 +82,10 @@ class Both:
                 [("last_at", DESCENDING), ("_id", DESCENDING)]).limit(4)])
             self.run(lambda c: [d["_id"] for d in c.find(query).sort("at", ASCENDING)])
             self.run(lambda c: c.count_documents(query))
+            # find_one's lookup without a cursor (chatapp.embedded._find_one)
+            self.run(lambda c: c.find_one(query))
+            self.run(lambda c: c.find_one(query, {"seq": 1, "member_ids": 1}))
+            self.run(lambda c: c.find_one(query, projection={"at": 0, "box": 0}))
 
 
 def kept(index, documents):
@@ -124,6 +128,13 @@ def assert_hashes_as_rebuilt(c):
             entries = {str(i): e[0] for i, e in now.ordered.entries.items()
                        if i in store._documents}
             assert entries == {str(i): e[0] for i, e in new.ordered.entries.items()}, now.fields
+            # the lists a document filed under several values keeps at hand are its lists
+            lists = {id(entries): first for first, entries in now.ordered.lists.items()}
+            for doc_id, homes in now.ordered.homes.items():
+                if doc_id in store._documents:
+                    firsts = sorted(str(lists[id(home)]) for home in homes)
+                    assert firsts == sorted(str(k[0]) for k in now.keys[doc_id]), now.fields
+                    assert all(now.ordered.entries[doc_id] in home for home in homes)
 
 
 def message(rng, n, seqs, in_order):

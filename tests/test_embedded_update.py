@@ -278,3 +278,29 @@ def test_random_writes_keep_both_the_same(pair):
             pair.run("find_one_and_update", query, update,
                      projection=rng.choice([None, COUNTER_FIELDS, {"pending": 0}]),
                      return_document=rng.choice([AFTER, BEFORE]))
+
+
+@pytest.mark.parametrize("projection", [
+    None, {"seq": 1}, {"members": 0}, {f"members.{USERS[0]}": 1, "seq": 1}, {"_id": 0, "seq": 1},
+    {"seq": 1, "title": 0}, ["seq", "version"], {"pending": {"$elemMatch": {"v": 1}}}])
+def test_find_one_answers_as_mongomock(pair, projection):
+    """chatapp.embedded's find_one without a cursor (an equality lookup, a plain projection),
+    and the cursor it falls back to otherwise: the same answer, copies, time zones, errors."""
+    pair.insert(group(4, USERS[:3], last_at=T0, pending=[{"v": 1}, {"v": 2}]))
+    pair.insert({"_id": 5, "member_ids": USERS[:2], "last_at": T0})  # no title
+    for query in ({"_id": 1}, {"_id": 9}, {"member_ids": USERS[1]}, {"member_ids": USERS[5]},
+                  {"pair": "a:b"}, {"_id": {"$in": [2, 1]}}, {"title": {"$exists": False}},
+                  {"member_ids": USERS[0], "last_at": {"$gte": T0.replace(tzinfo=None)}},
+                  {"$or": [{"_id": 2}, {"pair": "a:b"}]}, {"_id": {"$bad": 1}}):
+        answers = []
+        for find_one, c in ((type(pair.fast).find_one, pair.fast),
+                            (embedded._original["find_one"], pair.slow)):
+            try:
+                answer = find_one(c, _copy(query), _copy(projection))
+            except Exception as error:  # noqa: BLE001 - compared below
+                answer = type(error)
+            answers.append(repr(answer))
+            if isinstance(answer, dict):
+                answer.setdefault("members", {})["x"] = 1  # a copy: the store is untouched
+        assert answers[0] == answers[1], query
+        pair.check()
