@@ -19,6 +19,7 @@ class Mongo:
         self.client = None
         self.db = None
         self.embedded = False
+        self._collections = (None, {})
 
     def init_app(self, app):
         uri = app.config.get("MONGO_URI")
@@ -49,6 +50,17 @@ class Mongo:
                 log.warning(EMBEDDED_WARNING)
         self.db = self.client[name]
         app.extensions["mongo"] = self
+
+    def collection(self, name):
+        """`db[name]`, made once per database: PyMongo and mongomock build a new Collection
+        object on every access (mongomock: its options copied too), several per message."""
+        db, made = self._collections
+        if db is not self.db:
+            db, made = self._collections = (self.db, {})
+        found = made.get(name)
+        if found is None:
+            found = made[name] = db[name]
+        return found
 
     def ping(self):
         self.client.admin.command("ping")

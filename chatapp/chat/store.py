@@ -9,7 +9,7 @@ from chatapp.extensions import mongo
 
 
 def messages():
-    return mongo.db.messages
+    return mongo.collection("messages")
 
 
 def ensure_indexes():

@@ -29,7 +29,7 @@ LIST_FIELDS = ("type", "title", "created_by", "created_at", "member_ids", "membe
 
 
 def conversations():
-    return mongo.db.conversations
+    return mongo.collection("conversations")
 
 
 def ensure_indexes():

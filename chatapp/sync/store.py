@@ -16,7 +16,7 @@ from chatapp.extensions import mongo
 
 
 def changes():
-    return mongo.db.changes
+    return mongo.collection("changes")
 
 
 def ensure_indexes():

@@ -11,7 +11,7 @@ PUBLIC_FIELDS = {"password_hash": 0}
 
 
 def users():
-    return mongo.db.users
+    return mongo.collection("users")
 
 
 def ensure_indexes():
