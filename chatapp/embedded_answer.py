@@ -10,9 +10,16 @@ from mongomock import helpers
 
 
 def nested(paths):
-    """Whether one of `paths` is another, or inside another."""
-    return any(a == b or b.startswith(a + ".") for i, a in enumerate(paths)
-               for j, b in enumerate(paths) if i != j)
+    """Whether one of `paths` is another, or inside another (`a` and `a.b`)."""
+    seen = set(paths)
+    if len(seen) != len(paths):
+        return True
+    for path in paths:
+        if "." in path:
+            parts = path.split(".")
+            if any(".".join(parts[:i]) in seen for i in range(1, len(parts))):
+                return True
+    return False
 
 
 def projection_ok(projection):

@@ -188,17 +188,35 @@ def _write(self, doc, steps):
 def _rekey(self, doc, paths):
     store = self._store
     collection_hashes = hashes(store)
-    affected = [index for index in collection_hashes.indexes if _affected(index, paths)]
+    affected = _rekey_plan(collection_hashes, tuple(paths))
     place = collection_hashes.places.get(id_of(doc))
-    if place is None or any(index.unique for index in affected):
+    if place is None or any(index.unique for index, _ in affected):
         self._ensure_uniques(doc)  # every unique check, every index re-keyed (chatapp.embedded)
         return
-    for index in affected:
-        if type(index) is Index:
-            index.add(doc, place, kept=_kept(index, paths))
-        else:
+    for index, kept in affected:
+        if kept is None:
             index.add(doc, place)  # a text index
+        else:
+            index.add(doc, place, kept=kept)
     embedded_ttl.written(store, doc)
+
+
+PLANS_KEPT = 512  # re-key plans per collection (paths such as `members.<id>.read_up_to` vary)
+
+
+def _rekey_plan(collection_hashes, paths):
+    """[(index, the fields of it writing `paths` leaves alone, None for a text index)] for
+    each index those paths may change, made once per set of paths and collection hashes."""
+    plans = collection_hashes.__dict__.setdefault("rekey_plans", {})
+    usable = tuple(getattr(index, "usable", True) for index in collection_hashes.indexes)
+    found = plans.get(paths)
+    if found is None or found[0] != usable:  # (an index that turned unusable: made again)
+        if len(plans) >= PLANS_KEPT:
+            plans.clear()
+        found = plans[paths] = (usable, [
+            (index, _kept(index, paths) if type(index) is Index else None)
+            for index in collection_hashes.indexes if _affected(index, paths)])
+    return found[1]
 
 
 def _kept(index, paths):

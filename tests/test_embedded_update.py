@@ -11,7 +11,7 @@ import pytest
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
-from chatapp import embedded, embedded_update
+from chatapp import embedded, embedded_answer, embedded_update
 
 pytestmark = pytest.mark.skip_with_test_mongo_uri(
     "tests the embedded store itself (chatapp/embedded_update.py over mongomock), never the "
@@ -304,3 +304,18 @@ def test_find_one_answers_as_mongomock(pair, projection):
                 answer.setdefault("members", {})["x"] = 1  # a copy: the store is untouched
         assert answers[0] == answers[1], query
         pair.check()
+
+
+def test_nested_paths_as_every_pair_compared():
+    """embedded_answer.nested (one path is another, or inside another), against comparing
+    every pair as its definition says, on random sets of dotted paths."""
+    import itertools
+
+    rng = random.Random(7)
+    parts = ["a", "b", "ab", "a1", "members", "x"]
+    for _ in range(3000):
+        paths = [".".join(rng.choice(parts) for _ in range(rng.randrange(1, 4)))
+                 for _ in range(rng.randrange(1, 6))]
+        expected = any(a == b or b.startswith(a + ".")
+                       for (i, a), (j, b) in itertools.permutations(enumerate(paths), 2))
+        assert embedded_answer.nested(paths) == expected, paths
