@@ -50,8 +50,8 @@ from chatapp import (embedded_answer, embedded_match, embedded_plan, embedded_te
 from chatapp.embedded_index import UNUSABLE, hashes, id_of, keys_of, live
 
 _original = {}  # mongomock's Collection methods replaced here
-_NO_FAST_PATH = object()
 _original_cursor = {}  # and its Cursor's
+_NO_FAST_PATH = object()
 
 
 def install():
@@ -176,11 +176,10 @@ def _find_one(self, filter=None, *args, **kwargs):  # noqa: keyword-arg-before-v
         filter = {}
     if not isinstance(filter, Mapping):
         filter = {"_id": filter}
-    projection = args[0] if len(args) == 1 and not kwargs else kwargs.get("projection") \
-        if not args and set(kwargs) <= {"projection"} else _NO_FAST_PATH
+    projection = _plain_projection(args, kwargs)
     if type(filter) is dict and filter and projection is not _NO_FAST_PATH \
             and embedded_answer.projection_ok(projection):
-        # A lookup by equality (the commonest: by id, by a unique key): the first match in
+        # No sort, no options (by id, by a unique key, a member check): the first match in
         # natural order, its projected fields copied, as the cursor below answers it, with
         # none of a cursor's making.
         doc = embedded_update.first(self, filter)
@@ -189,6 +188,16 @@ def _find_one(self, filter=None, *args, **kwargs):  # noqa: keyword-arg-before-v
     if cursor._limit is None:
         cursor.limit(1)
     return next(cursor, None)
+
+
+def _plain_projection(args, kwargs):
+    """The projection of a find_one call that passes nothing else (None when it passes
+    none); _NO_FAST_PATH for any other argument (a sort, a skip, a session...)."""
+    if not kwargs and len(args) <= 1:
+        return args[0] if args else None
+    if not args and set(kwargs) == {"projection"}:
+        return kwargs["projection"]
+    return _NO_FAST_PATH
 
 
 def _compute_results(self, with_limit_and_skip=False):
