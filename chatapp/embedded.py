@@ -45,8 +45,8 @@ from collections.abc import Mapping
 from mongomock import DuplicateKeyError, helpers
 from mongomock.collection import Collection, Cursor
 
-from chatapp import (embedded_answer, embedded_match, embedded_plan, embedded_text, embedded_ttl,
-                     embedded_update)
+from chatapp import (embedded_answer, embedded_insert, embedded_match, embedded_plan,
+                     embedded_text, embedded_ttl, embedded_update)
 from chatapp.embedded_index import UNUSABLE, hashes, id_of, keys_of, live
 
 _original = {}  # mongomock's Collection methods replaced here
@@ -71,6 +71,7 @@ def install():
     Cursor._compute_results = _compute_results
     embedded_ttl.install()
     embedded_update.install()  # plain counter writes in place, not through a deep copy
+    embedded_insert.install()  # plain documents stored in one walk
 
 
 def _ensure_uniques(self, new_data):
