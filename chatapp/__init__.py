@@ -52,7 +52,7 @@ def register_observability(app):
 def register_extensions(app):
     from chatapp import cors, handshakes, limits, proxy, queue_health
     from chatapp.extensions import api, jwt, mongo, socketio
-    from chatapp.packets import close_on_malformed_packets
+    from chatapp.packets import TextPacket, close_on_malformed_packets
 
     mongo.init_app(app)
     jwt.init_app(app)
@@ -71,6 +71,7 @@ def register_extensions(app):
         **manager,
         cors_allowed_origins=cors.socketio_origins(app),
         max_http_buffer_size=app.config["SOCKETIO_MAX_HTTP_BUFFER_SIZE"],
+        serializer=TextPacket,  # JSON only, no search for bytes in every payload sent
         # Loggers of our own (ERROR and up), not False: given False, python-socketio and
         # python-engineio add a bare StreamHandler of their own, whose lines skip the
         # process's format (LOG_FORMAT=json) and the request id.

@@ -13,6 +13,10 @@ them, and python-socketio buffers every binary frame such a packet announces (up
 9 999 999 999 of them, each up to SOCKETIO_MAX_HTTP_BUFFER_SIZE) until the count arrives:
 memory without bound for any authenticated client. Refused on their header, before a frame
 is buffered; a binary Engine.IO message is refused too (it can only be an attachment).
+
+And none is sent: `TextPacket`, the server's packet class, does not search every payload it
+sends for bytes (python-socketio's default walks the whole payload, a Message, on every emit
+and every ack; chatapp's payloads are JSON, a bytes value in one would fail to encode).
 """
 import logging
 
@@ -25,6 +29,11 @@ DECODING_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, 
 RESERVED_EVENTS = frozenset({"connect", "connect_error", "disconnect"})
 # A Socket.IO packet's type is its first character.
 BINARY_PACKETS = frozenset({str(packet.BINARY_EVENT), str(packet.BINARY_ACK)})
+
+
+class TextPacket(packet.Packet):
+    """A Socket.IO packet that is never binary (see above)."""
+    uses_binary_events = False
 
 
 def close_on_malformed_packets(server):
