@@ -7,11 +7,19 @@ processes, within a short bound; while Redis is down it is not published at all 
 process's sockets still get it, nothing waits on Redis), and once Redis answers again
 publishing and receiving resume by themselves. See chatapp/queue_health.py.
 """
+from bson import ObjectId
+
 from chatapp.extensions import socketio
 
 
 def user_room(user_id):
     return str(user_id)
+
+
+def user_rooms(user_ids):
+    """Each user's room once: an ObjectId's room is its hex (what `str` gives, without a
+    Python call per id: a group send names 100 of them)."""
+    return list({u.binary.hex() if type(u) is ObjectId else user_room(u) for u in user_ids})
 
 
 def emit_to_users(event, data, user_ids, skip_sid=None):
@@ -20,7 +28,7 @@ def emit_to_users(event, data, user_ids, skip_sid=None):
     A failing message queue neither raises here nor holds the caller past its short timeouts
     (chatapp.queue_health): a Redis outage costs the other processes' sockets this event
     (clients catch up through `changes` or the history calls), not this send."""
-    rooms = sorted({user_room(u) for u in user_ids})
+    rooms = user_rooms(user_ids)
     socketio.emit(event, data, to=rooms if len(rooms) > 1 else rooms[0], skip_sid=skip_sid)
 
 

@@ -12,7 +12,7 @@ from bson import ObjectId
 from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, join_room
 
-from chatapp import limits, logs, metrics
+from chatapp import limits, logs, metrics, realtime
 from chatapp.chat import expiry, presence, receipts, service, typing
 from chatapp.chat.schemas import (
     DeliveredSchema, EnvelopeSchema, SocketReadSchema, SocketSendSchema, TypingSchema,
@@ -62,7 +62,7 @@ def on_connect(auth=None):
         user_id = ObjectId(claims["sub"])
         limits.check_socket_connect(user_id)
         request.environ[SESSION_KEY] = {"user_id": user_id, "exp": claims["exp"]}
-        join_room(str(user_id))
+        join_room(realtime.user_room(user_id))
         presence.socket_connected(user_id, request.sid, claims, request.remote_addr)
         expiry.watch(request.sid, claims["exp"])  # closed at exp, even if it never sends
     except Exception as exc:  # noqa: BLE001 - bad token or database down: refuse, never crash
