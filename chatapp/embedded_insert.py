@@ -55,9 +55,12 @@ def _insert(self, data, session=None, ordered=True):
     elif type(object_id) in (list, dict):  # mongomock's own answer (hashdict, or an error)
         return _original["_insert"](self, data, session, ordered)
     collection_store = self._store
-    if object_id in collection_store:
-        raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
-    collection_store[object_id] = stored
+    collection_store._remove_expired_documents()  # as its `in` does first
+    documents = collection_store._documents
+    with collection_store._rwlock.writer():  # one hold of its lock where `in` and `[]=` take two
+        if object_id in documents:
+            raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+        documents[object_id] = stored
     try:
         self._ensure_uniques(stored)
     except DuplicateKeyError:
