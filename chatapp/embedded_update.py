@@ -23,13 +23,13 @@ or one leaving out `_id`, sessions and other options) goes to mongomock's own me
 """
 import datetime
 
-from bson import BSON, ObjectId
-from mongomock import DuplicateKeyError, helpers
+from bson import ObjectId
+from mongomock import DuplicateKeyError
 from mongomock.collection import Collection
 from mongomock.results import UpdateResult
 from pymongo import ReturnDocument
 
-from chatapp import embedded_answer, embedded_ttl
+from chatapp import embedded_answer, embedded_insert, embedded_ttl
 from chatapp.embedded_answer import nested
 from chatapp.embedded_index import Index, hashes, id_of
 
@@ -93,7 +93,7 @@ def update_one(self, filter, update, upsert=False, bypass_document_validation=Fa
 
 def first(self, filter):
     """The stored document mongomock's `find_one(filter)` (and its `_update`) would take."""
-    spec = helpers.patch_datetime_awareness_in_document(filter)
+    spec = embedded_insert.as_stored(filter)
     return next(iter(self._iter_documents(spec)), None)
 
 
@@ -101,7 +101,7 @@ def _steps(update):
     """[(operator, path parts, value, path)] for an update this module can apply, or None."""
     if type(update) is not dict or not update:
         return None
-    update = helpers.patch_datetime_awareness_in_document(update)  # as mongomock's _update
+    update = embedded_insert.as_stored(update)  # as mongomock's _update
     steps = []
     for op, fields in update.items():
         if op not in OPERATORS or not isinstance(fields, dict) or not fields:
@@ -116,11 +116,8 @@ def _steps(update):
             if op == "$inc" and type(value) not in NUMBERS \
                     or op == "$max" and type(value) not in ORDERED:
                 return None
-            if op == "$set":
-                try:
-                    BSON.encode({parts[-1]: value})  # what mongomock's $set checks
-                except Exception:
-                    return None
+            if op == "$set" and not embedded_insert.storable(value):
+                return None  # what mongomock's $set checks, by encoding it
             steps.append((op, parts, value, path))
     if nested([step[3] for step in steps]):
         return None  # one path inside another (or twice): mongomock's order of writes

@@ -6,8 +6,9 @@ import datetime
 from collections import OrderedDict
 
 import mongomock
+from mongomock import helpers
 import pytest
-from bson import ObjectId
+from bson import BSON, ObjectId, Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymongo import ASCENDING
@@ -171,3 +172,35 @@ def test_what_goes_back_to_mongomock_answers_as_mongomock(hostile, where):
     doc = {"a": 1, where: hostile if where != "nested" else [{"k": [hostile]}], "b": "x"}
     assert attempt(fast, fast_insert, dict(doc), []) == \
         attempt(original, original_insert, dict(doc), [])
+
+
+FILTER_VALUES = st.recursive(
+    st.one_of(SCALARS, HOSTILE, st.sampled_from([datetime.datetime(2020, 1, 1, tzinfo=NoOffset()), Timestamp(5, 1)])),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(st.sampled_from(["a", "$exists", "$set", "blockers.0"]), inner, max_size=3),
+        st.dictionaries(KEYS, inner, max_size=2).map(OrderedDict)), max_leaves=8)
+
+
+@settings(max_examples=500, deadline=None)
+@given(FILTER_VALUES)
+def test_filters_and_updates_are_made_as_mongomock_makes_them(value):
+    """The in-place updates' copy of a filter or an update (embedded_insert.as_stored)."""
+    def outcome(make):
+        try:
+            return shape(make(value))
+        except Exception as error:  # noqa: BLE001 - the very error is compared
+            return type(error).__name__, str(error)
+    assert outcome(embedded_insert.as_stored) == \
+        outcome(helpers.patch_datetime_awareness_in_document)
+
+
+@settings(max_examples=300, deadline=None)
+@given(SCALARS | HOSTILE.filter(lambda v: isinstance(v, (int, str))))
+def test_a_set_value_is_storable_when_bson_encodes_it(value):
+    try:
+        BSON.encode({"v": value})
+        encodes = True
+    except Exception:  # noqa: BLE001 - whatever BSON refuses
+        encodes = False
+    assert embedded_insert.storable(value) is encodes
