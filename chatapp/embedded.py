@@ -22,7 +22,8 @@ chatapp/embedded_index.py, chatapp/embedded_order.py). They serve
 TTL indexes expire documents through a heap instead of mongomock's sweep of every
 document at every access (chatapp/embedded_ttl.py). An update that only `$inc`s, `$set`s or
 `$max`es scalars writes the stored document in place and re-keys the indexes it touched,
-where mongomock deep-copied the whole document first (chatapp/embedded_update.py).
+where mongomock deep-copied the whole document first (chatapp/embedded_update.py). An insert of
+a plain document is copied and filed in one walk (chatapp/embedded_insert.py).
 
 `$text` (which mongomock lacks) is answered with MongoDB's own rules (chatapp/embedded_text.py,
 chatapp/mongo_text.py), over the documents holding one of its terms (a text index's hash, as
