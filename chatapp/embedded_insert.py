@@ -44,10 +44,11 @@ def install():
 def _insert(self, data, session=None, ordered=True):
     if type(data) is not dict or session:
         return _original["_insert"](self, data, session, ordered)
+    # (A datetime past year 9999 once made UTC raises OverflowError from this copy, before the
+    # caller's dict is touched, as mongomock's BSON encoding raises it.)
     try:
         stored = {_key(key): _value(value) for key, value in data.items()}
-    except _NotPlain:  # (a datetime past year 9999 once made UTC raises OverflowError here,
-        # before the caller's dict is touched: as mongomock's BSON encoding raises it)
+    except _NotPlain:
         return _original["_insert"](self, data, session, ordered)
     object_id = stored.get("_id", _NotPlain)
     if object_id is _NotPlain:  # as PyMongo and mongomock: the caller's dict gets it too
