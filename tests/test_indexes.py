@@ -1,4 +1,7 @@
-"""Start-up declares the index behind every query the stores make, idempotently."""
+"""Start-up declares the index behind every query the stores make, idempotently; start-up work
+cut short by the process stopping is said as such, not as an error."""
+import logging
+
 from chatapp.extensions import mongo
 from chatapp.startup import ensure_indexes
 
@@ -57,3 +60,44 @@ def test_a_block_is_stored_once_per_pair_and_found_from_either_side(app):
     assert info["blocks_pair"].get("unique")
     assert info["blocks_pair"]["key"] == [("blocker", 1), ("blocked", 1)]  # whom X blocked
     assert info["blocks_by_blocked"]["key"] == [("blocked", 1), ("blocker", 1)]  # who blocked X
+
+
+def test_start_up_work_cut_short_by_the_process_stopping_is_one_line_not_an_error(
+        app, caplog, monkeypatch):
+    """wsgi.py closes the client when the server stops; a start-up upgrade still running in
+    the background then fails on the closed client: that is the stop, said in one line, and
+    the work is left to the next start (an error with a traceback there read as a fault)."""
+    from chatapp import startup
+    from chatapp.conversations import upgrade
+
+    client = mongo.client
+    real_upgrade_all = upgrade.upgrade_all
+
+    def closed_under_it():
+        monkeypatch.setattr(mongo, "client", None)  # what Mongo.close() leaves
+        monkeypatch.setattr(mongo, "db", None)
+        return real_upgrade_all()
+
+    monkeypatch.setattr(upgrade, "upgrade_all", closed_under_it)
+    with caplog.at_level(logging.INFO, logger="chatapp.startup"):
+        assert startup._try_ensure_indexes(app, client) is True  # done: nothing to retry
+    records = [r for r in caplog.records if r.name == "chatapp.startup"]
+    assert [r.levelno for r in records] == [logging.INFO], [r.getMessage() for r in records]
+    assert "the start-up upgrade stopped" in records[0].getMessage()
+    assert records[0].exc_info is None
+
+
+def test_a_start_up_upgrade_failing_on_a_live_client_is_still_an_error(app, caplog, monkeypatch):
+    from chatapp import startup
+    from chatapp.conversations import upgrade
+
+    def refused():
+        raise RuntimeError("the database refused it")
+
+    monkeypatch.setattr(upgrade, "upgrade_all", refused)
+    with caplog.at_level(logging.INFO, logger="chatapp.startup"):
+        assert startup._try_ensure_indexes(app, mongo.client) is True  # served on without it
+    errors = [r for r in caplog.records
+              if r.name == "chatapp.startup" and r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "could not run the start-up upgrade" in errors[0].getMessage()
+    assert errors[0].exc_info is not None
