@@ -351,7 +351,8 @@ def group(p, workdir, kinds):
             cpu = CpuWindow(server)
             on_phase = cpu
             if PROFILE_TO and kind in PROFILE_KINDS:
-                on_phase = profiled(cpu, server, kind, p["group_sat_seconds"], "group", "saturation")
+                on_phase = profiled(cpu, server, kind, p["group_sat_seconds"], "group",
+                                    "saturation")
             r = run_load(server, {"scenario": "group", "members": p["group_members"],
                                   "rates": p["group_rates"], "duration": p["group_seconds"],
                                   "warmup": p["group_warmup"], "senders": p["group_senders"],
@@ -809,8 +810,9 @@ def main(argv=None):
                         help="run everything at this niceness (e.g. -10 as root: less noise "
                              "from other work on the machine)")
     parser.add_argument("--profile", metavar="DIR",
-                        help="record the servers with py-spy during the saturation, group saturation, production and tail windows (collapsed stacks "
-                             "in DIR; summarise with bench/profile_summary.py)")
+                        help="record the servers with py-spy during the saturation, group "
+                             "saturation, production and tail windows (collapsed stacks in "
+                             "DIR; summarise with bench/profile_summary.py)")
     parser.add_argument("--json-out", help="also write every figure to this file (JSON)")
     parser.add_argument("--group-deflate", action="store_true",
                         help="group scenario: offer permessage-deflate as the other scenarios do "

@@ -49,15 +49,13 @@ def _try_ensure_indexes(app, client):
     with app.app_context():
         try:
             ensure_indexes()
-        except DB_DOWN_ERRORS as exc:
+        except Exception as exc:  # noqa: BLE001 - the database refused one: logged once, served on
             if _stopped(client, "index creation"):
                 return True
-            log.warning("database unreachable, indexes not created yet (retrying every %ss): %s",
-                        RETRY_SECONDS, exc)
-            return False
-        except Exception:  # noqa: BLE001 - the database refused one: logged once, served on
-            if _stopped(client, "index creation"):
-                return True
+            if isinstance(exc, DB_DOWN_ERRORS):
+                log.warning("database unreachable, indexes not created yet (retrying every "
+                            "%ss): %s", RETRY_SECONDS, exc)
+                return False
             log.exception("could not create the indexes; the app serves on without them")
         return _try_upgrade(client)
 
@@ -67,15 +65,13 @@ def _try_upgrade(client):
     when first used (chatapp.conversations.upgrade)."""
     try:
         upgrade.upgrade_all()
-    except DB_DOWN_ERRORS as exc:
+    except Exception as exc:  # noqa: BLE001 - logged once; pairs are upgraded as they are used
         if _stopped(client, "the start-up upgrade"):
             return True
-        log.warning("database unreachable, upgrade not run yet (retrying every %ss): %s",
-                    RETRY_SECONDS, exc)
-        return False
-    except Exception:  # noqa: BLE001 - logged once; pairs are upgraded as they are used
-        if _stopped(client, "the start-up upgrade"):
-            return True
+        if isinstance(exc, DB_DOWN_ERRORS):
+            log.warning("database unreachable, upgrade not run yet (retrying every %ss): %s",
+                        RETRY_SECONDS, exc)
+            return False
         log.exception("could not run the start-up upgrade; pairs are upgraded as they are used")
     return True
 
