@@ -37,4 +37,4 @@ def refuse_when_full():
 
 def stored_messages():
     """The messages the embedded store holds (the collection's own size, no query)."""
-    return len(mongo.db.messages._store._documents)
+    return len(mongo.collection("messages")._store._documents)

@@ -28,11 +28,11 @@ CHUNK_SIZE = 255 * 1024  # GridFS's default chunk size
 
 
 def files():
-    return mongo.db["fs.files"]
+    return mongo.collection("fs.files")
 
 
 def chunks():
-    return mongo.db["fs.chunks"]
+    return mongo.collection("fs.chunks")
 
 
 def ensure_indexes():

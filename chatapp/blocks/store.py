@@ -18,7 +18,7 @@ from chatapp.extensions import mongo
 
 
 def blocks():
-    return mongo.db.blocks
+    return mongo.collection("blocks")
 
 
 def ensure_indexes():

@@ -15,8 +15,12 @@ from chatapp.extensions import mongo
 NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 
 
+def messages():
+    return mongo.collection("messages")
+
+
 def ensure_indexes():
-    mongo.db.messages.create_index([("content", TEXT)], default_language="none", name="search")
+    messages().create_index([("content", TEXT)], default_language="none", name="search")
 
 
 def page(conversation_ids, search, limit, before=None):
@@ -27,4 +31,4 @@ def page(conversation_ids, search, limit, before=None):
     if before is not None:
         t = before["created_at"]
         query["$or"] = [{"created_at": {"$lt": t}}, {"created_at": t, "_id": {"$lt": before["_id"]}}]
-    return list(mongo.db.messages.find(query).sort(NEWEST_FIRST).limit(limit))
+    return list(messages().find(query).sort(NEWEST_FIRST).limit(limit))

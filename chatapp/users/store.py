@@ -14,19 +14,35 @@ def users():
     return mongo.collection("users")
 
 
+def sessions():
+    return mongo.collection("sessions")
+
+
+def revoked():
+    return mongo.collection("revoked")
+
+
+def sockets():
+    return mongo.collection("sockets")
+
+
+def servers():
+    return mongo.collection("servers")
+
+
 def ensure_indexes():
     """Declared at start-up; idempotent on MongoDB and on the embedded store."""
     users().create_index([("username_lower", ASCENDING)], unique=True, name="username_unique")
     users().create_index([("email", ASCENDING)], unique=True, name="email_unique")
-    mongo.db.sessions.create_index([("user_id", ASCENDING)], name="sessions_by_user")
-    mongo.db.sessions.create_index("expires_at", expireAfterSeconds=0, name="sessions_ttl")
-    mongo.db.revoked.create_index("expires_at", expireAfterSeconds=0, name="revoked_ttl")
-    mongo.db.sockets.create_index([("user_id", ASCENDING)], name="sockets_by_user")
-    mongo.db.sockets.create_index([("server", ASCENDING)], name="sockets_by_server")
-    mongo.db.sockets.create_index([("sid", ASCENDING)], name="sockets_by_login")
-    mongo.db.sockets.create_index([("jti", ASCENDING)], name="sockets_by_token")
-    mongo.db.sockets.create_index([("address", ASCENDING)], name="sockets_by_address")
-    mongo.db.servers.create_index([("seen_at", ASCENDING)], name="servers_by_heartbeat")
+    sessions().create_index([("user_id", ASCENDING)], name="sessions_by_user")
+    sessions().create_index("expires_at", expireAfterSeconds=0, name="sessions_ttl")
+    revoked().create_index("expires_at", expireAfterSeconds=0, name="revoked_ttl")
+    sockets().create_index([("user_id", ASCENDING)], name="sockets_by_user")
+    sockets().create_index([("server", ASCENDING)], name="sockets_by_server")
+    sockets().create_index([("sid", ASCENDING)], name="sockets_by_login")
+    sockets().create_index([("jti", ASCENDING)], name="sockets_by_token")
+    sockets().create_index([("address", ASCENDING)], name="sockets_by_address")
+    servers().create_index([("seen_at", ASCENDING)], name="servers_by_heartbeat")
 
 
 def insert_user(doc):
@@ -92,7 +108,7 @@ def set_last_seen(user_id, when):
 # --- login sessions and revocation -------------------------------------------------
 
 def create_session(session_id, user_id, refresh_jti, expires_at):
-    mongo.db.sessions.insert_one(
+    sessions().insert_one(
         {"_id": session_id, "user_id": user_id, "refresh_jti": refresh_jti,
          "created_at": datetime.now(timezone.utc), "expires_at": expires_at}
     )
@@ -104,7 +120,7 @@ def rotate_session(session_id, old_jti, new_jti, expires_at):
     The session lives as long as its newest refresh token (`expires_at`): left at the
     login's expiry, the TTL index would delete it while a rotated token is still valid.
     """
-    return mongo.db.sessions.find_one_and_update(
+    return sessions().find_one_and_update(
         {"_id": session_id, "refresh_jti": old_jti},
         {"$set": {"refresh_jti": new_jti, "expires_at": expires_at}},
         return_document=ReturnDocument.AFTER,
@@ -112,25 +128,25 @@ def rotate_session(session_id, old_jti, new_jti, expires_at):
 
 
 def user_session_ids(user_id):
-    return [doc["_id"] for doc in mongo.db.sessions.find({"user_id": user_id}, {"_id": 1})]
+    return [doc["_id"] for doc in sessions().find({"user_id": user_id}, {"_id": 1})]
 
 
 def revoke(token_ids, expires_at):
     """Mark jtis or session ids revoked until `expires_at` (then the TTL index drops them)."""
     for token_id in token_ids:
-        mongo.db.revoked.update_one(
+        revoked().update_one(
             {"_id": token_id}, {"$max": {"expires_at": expires_at}}, upsert=True
         )
 
 
 def is_revoked(*token_ids):
-    return mongo.db.revoked.find_one({"_id": {"$in": list(token_ids)}}, {"_id": 1}) is not None
+    return revoked().find_one({"_id": {"$in": list(token_ids)}}, {"_id": 1}) is not None
 
 
 # --- presence: one document per connected socket, in shared storage ------------------
 
 def add_socket(sid, user_id, server, token_id, session_id, address=None):
-    mongo.db.sockets.replace_one(
+    sockets().replace_one(
         {"_id": sid},
         {"_id": sid, "user_id": user_id, "server": server, "jti": token_id, "sid": session_id,
          "address": address, "connected_at": datetime.now(timezone.utc)},
@@ -139,55 +155,55 @@ def add_socket(sid, user_id, server, token_id, session_id, address=None):
 
 
 def remove_socket(sid):
-    mongo.db.sockets.delete_one({"_id": sid})
+    sockets().delete_one({"_id": sid})
 
 
 def socket_ids_of_user(user_id):
-    return [doc["_id"] for doc in mongo.db.sockets.find({"user_id": user_id}, {"_id": 1})]
+    return [doc["_id"] for doc in sockets().find({"user_id": user_id}, {"_id": 1})]
 
 
 def socket_ids_of_sessions(*token_ids):
     """Sockets opened with any of these login ids (sid) or token ids (jti)."""
     query = {"$or": [{"sid": {"$in": list(token_ids)}}, {"jti": {"$in": list(token_ids)}}]}
-    return [doc["_id"] for doc in mongo.db.sockets.find(query, {"_id": 1})]
+    return [doc["_id"] for doc in sockets().find(query, {"_id": 1})]
 
 
 def count_sockets(user_id):
-    return mongo.db.sockets.count_documents({"user_id": user_id})
+    return sockets().count_documents({"user_id": user_id})
 
 
 def count_sockets_from(address):
-    return mongo.db.sockets.count_documents({"address": address})
+    return sockets().count_documents({"address": address})
 
 
 def online_user_ids(user_ids):
-    return set(mongo.db.sockets.distinct("user_id", {"user_id": {"$in": list(user_ids)}}))
+    return set(sockets().distinct("user_id", {"user_id": {"$in": list(user_ids)}}))
 
 
 def remove_server_sockets(server):
     """Forget sockets of a server process that is gone; returns the user ids affected."""
-    ids = mongo.db.sockets.distinct("user_id", {"server": server})
-    mongo.db.sockets.delete_many({"server": server})
+    ids = sockets().distinct("user_id", {"server": server})
+    sockets().delete_many({"server": server})
     return ids
 
 
 # --- server processes' heartbeats (chatapp.chat.heartbeat) ---------------------------
 
 def beat_server(server, when):
-    mongo.db.servers.replace_one({"_id": server}, {"_id": server, "seen_at": when}, upsert=True)
+    servers().replace_one({"_id": server}, {"_id": server, "seen_at": when}, upsert=True)
 
 
 def stale_servers(cutoff):
     """Servers holding sockets whose last heartbeat is older than `cutoff` (or missing)."""
-    alive = set(mongo.db.servers.distinct("_id", {"seen_at": {"$gte": cutoff}}))
-    return [server for server in mongo.db.sockets.distinct("server") if server not in alive]
+    alive = set(servers().distinct("_id", {"seen_at": {"$gte": cutoff}}))
+    return [server for server in sockets().distinct("server") if server not in alive]
 
 
 def server_sockets(server):
     """(socket id, user id) of every socket a server process recorded."""
     return [(doc["_id"], doc["user_id"])
-            for doc in mongo.db.sockets.find({"server": server}, {"user_id": 1})]
+            for doc in sockets().find({"server": server}, {"user_id": 1})]
 
 
 def forget_server(server):
-    mongo.db.servers.delete_one({"_id": server})
+    servers().delete_one({"_id": server})
