@@ -85,7 +85,8 @@ def _top_level(projection):
     return modes.pop(), names
 
 
-SHARED = (str, int, float, bool, type(None), ObjectId, bytes)  # immutable: shared, not copied
+# Immutable: shared, not copied.
+SHARED = frozenset((str, int, float, bool, type(None), ObjectId, bytes))
 
 
 def _clone(value, aware):
@@ -95,7 +96,9 @@ def _clone(value, aware):
     kind = type(value)
     if kind in SHARED:
         return value
-    if isinstance(value, list):  # (a group's 100 member ids: no call per id)
+    if isinstance(value, list):
+        if SHARED.issuperset(map(type, value)):  # a group's 100 member ids: C's loops only
+            return list(value)
         return [item if type(item) in SHARED else _clone(item, aware) for item in value]
     if isinstance(value, dict):
         return {key: _clone(item, aware) for key, item in value.items()}
