@@ -8,7 +8,7 @@ it scanned every message (bench/README.md has the profile). MongoDB uses the ind
 hash from each declared index's key to the ids holding it, multikey for arrays (and for a
 path through an array of sub-documents), and the documents of each first-field value in the
 order of the index's other fields (a one-field index: all of them in its field's order;
-chatapp/embedded_index.py, chatapp/embedded_order.py). They serve
+chatapp/embedded_hashes.py, embedded_index.py, embedded_order.py). They serve
 
 - the unique checks of an insert or update;
 - queries (chatapp/embedded_plan.py): equalities (`v`, `$eq`, `$in`, a value of `$all`) on
@@ -48,7 +48,8 @@ from mongomock.collection import Collection, Cursor
 
 from chatapp import (embedded_answer, embedded_insert, embedded_match, embedded_plan,
                      embedded_text, embedded_ttl, embedded_update)
-from chatapp.embedded_index import UNUSABLE, hashes, id_of, keys_of, live
+from chatapp.embedded_hashes import hashes, live
+from chatapp.embedded_keys import UNUSABLE, id_of, keys_of
 
 _original = {}  # mongomock's Collection methods replaced here
 _original_cursor = {}  # and its Cursor's

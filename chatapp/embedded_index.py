@@ -1,118 +1,18 @@
-"""The hashes behind chatapp.embedded: per collection, each declared index's key -> the ids
-of the documents holding it, and each document's place in mongomock's natural order.
-
-A key is built as MongoDB builds an index key: a missing field is null, an array is hashed
-under each of its elements (a multikey index: `member_ids`; a path through an array of
-sub-documents takes each element's field: `metadata.sent_in.msg`), and a value that does not
-hash the way MongoDB compares (a sub-document, a nested array) makes the index unusable, so
-queries fall back to mongomock's scan. A bool equals (and hashes as) 1
-or 0: harmless for candidates, which are always re-checked, but such an index (or one that
-held an array) no longer decides unique checks by hash (`Index.exact`). A text index holds
-each document's folded terms instead (`TextIndex`, for `$text`: chatapp/embedded_text.py).
+"""One declared index of the embedded store: each prefix of its key -> the ids of the
+documents holding it, and the documents' order along its other fields (embedded_order.py).
+Keys are built by chatapp/embedded_keys.py; a collection's indexes are kept together by
+chatapp/embedded_hashes.py.
 """
-import datetime
 import itertools
-import uuid
 from operator import itemgetter
 
-from bson import ObjectId
-from mongomock import filtering, helpers
+from mongomock import filtering
 
-from chatapp import embedded_text, embedded_ttl
+from chatapp.embedded_keys import (PATH, UNUSABLE, Holders, combine, file_key, held_values,
+                                   id_of, type_test, unfile_key, values_of)
 from chatapp.embedded_order import ALL, RANGES, Order
 
-KEYABLE = (str, int, float, ObjectId, datetime.datetime, bytes, uuid.UUID, type(None))
-# Exact types whose value is its own one key (never NaN, never a bool): a top-level field
-# holding one is answered without walking the general path below.
-PLAIN_KEYS = frozenset((str, int, ObjectId, datetime.datetime, bytes, uuid.UUID, type(None)))
-UNUSABLE = object()
-PATH = "path"  # values_of: the path went through an array of sub-documents
 MAX_KEYS = 256  # `$in` combinations one lookup may take; beyond, a shorter prefix is used
-
-
-def keyable(value):
-    # A bool equals (and hashes as) 1 or 0: harmless for candidates, which are re-checked,
-    # but a unique check must not take True for 1 (see Index.exact). NaN is not even
-    # equal to itself, so no hash finds it.
-    return isinstance(value, KEYABLE) and value == value
-
-
-def values_of(doc, field):
-    """The values an index holds for `field` of `doc`, and whether they came from an array:
-    an array's elements (multikey; `PATH` when the path itself went through an array of
-    sub-documents, each element's field taken, as MongoDB fans out), [None] for a missing
-    field; UNUSABLE when not hashable (a sub-document, nested arrays, a numeric part)."""
-    if "." not in field and isinstance(doc, dict):
-        value = doc.get(field)
-        if type(value) in PLAIN_KEYS:
-            return [value], False  # what the general path answers for it
-        if type(value) is list and value and all(type(v) in PLAIN_KEYS for v in value):
-            return list(dict.fromkeys(value)), True  # and for an array of them (member_ids)
-    values, from_array = [doc], False
-    for part in field.split("."):
-        found = []
-        for value in values:
-            if isinstance(value, list):
-                if part.isdigit() or not all(isinstance(v, dict) for v in value):
-                    return UNUSABLE, True
-                found.extend(v.get(part) for v in value)
-                from_array = PATH
-            else:
-                found.append(value.get(part) if isinstance(value, dict) else None)
-        values = found
-    held = []
-    for value in values:
-        if isinstance(value, list):
-            if not all(keyable(v) and not isinstance(v, list) for v in value):
-                return UNUSABLE, True
-            held.extend(value or [None])
-            from_array = from_array or True
-        elif keyable(value):
-            held.append(value)
-        else:
-            return UNUSABLE, from_array
-    return list(dict.fromkeys(held)) or [None], from_array
-
-
-def keys_of(doc, fields):
-    """Every key `doc` has in an index on `fields` (several for an array), whether each
-    is exact (no array, no boolean), or (UNUSABLE, False)."""
-    return combine([values_of(doc, field) for field in fields])
-
-
-def combine(per_field):
-    """`keys_of` from each field's `values_of`."""
-    exact, multi = True, 0
-    for values, from_array in per_field:
-        if values is UNUSABLE:
-            return UNUSABLE, False
-        exact = exact and not from_array and not isinstance(values[0], bool)
-        if len(values) > 1:
-            multi += 1
-    if multi > 1:
-        return UNUSABLE, False  # parallel arrays: MongoDB refuses to index them too
-    if not multi:
-        return [tuple(values[0] for values, _ in per_field)], exact
-    return list(itertools.product(*(values for values, _ in per_field))), exact
-
-
-def type_test(partial):
-    """(field, mongomock's `$type` test) when a partial filter is `{field: {"$type": name}}`
-    on a top-level field (the app's `idempotent_send`, `direct_pair`); None otherwise."""
-    if type(partial) is not dict or len(partial) != 1:
-        return None
-    (field, condition), = partial.items()
-    if not isinstance(field, str) or not field or "." in field or field.startswith("$") \
-            or type(condition) is not dict or list(condition) != ["$type"] \
-            or type(condition["$type"]) is not str:
-        return None
-    test = filtering.TYPE_MAP.get(condition["$type"])
-    return None if test is None else (field, test)
-
-
-def id_of(doc):
-    _id = doc["_id"]
-    return helpers.hashdict(_id) if isinstance(_id, dict) else _id
 
 
 class Index:
@@ -152,7 +52,7 @@ class Index:
             per_field = [values_of(doc, field) for field in self.fields]
         else:
             held = [held] if isinstance(held, tuple) else held
-            per_field = [_held_values(held, i) if field in kept else values_of(doc, field)
+            per_field = [held_values(held, i) if field in kept else values_of(doc, field)
                          for i, field in enumerate(self.fields)]
         return (*combine(per_field), per_field)
 
@@ -226,9 +126,9 @@ class Index:
                 continue  # not kept (yet)
             if old is not None:
                 for key in old:
-                    _unfile(by_prefix, key[:n], doc_id)
+                    unfile_key(by_prefix, key[:n], doc_id)
             for key in keys:
-                _file(by_prefix, key[:n], doc_id)
+                file_key(by_prefix, key[:n], doc_id)
         return start
 
     def _firsts(self, keys):
@@ -247,7 +147,7 @@ class Index:
         for key in keys:
             for n, by_prefix in enumerate(self.prefixes, 1):
                 if by_prefix is not None:
-                    _unfile(by_prefix, key[:n], doc_id)
+                    unfile_key(by_prefix, key[:n], doc_id)
         if self.ordered is not None and not self.ordered.discard(doc_id, self._firsts(keys)):
             self.ordered = None
 
@@ -298,7 +198,7 @@ class Index:
             by_prefix = self.prefixes[n - 1] = {}
             for doc_id, keys in self.keys.items():
                 for key in [keys] if isinstance(keys, tuple) else keys:
-                    _file(by_prefix, key[:n], doc_id)
+                    file_key(by_prefix, key[:n], doc_id)
         return Holders(by_prefix)
 
     def _range(self, ranges):
@@ -325,176 +225,3 @@ class Index:
         if found is None:
             return None
         return self.ordered.slices((key[0] for key in found[1]), ranges.get(self.fields[1], {}))
-
-
-def _held_values(held, i):
-    """Field `i`'s values in a document's keys `held`, as `values_of` gave them: one value,
-    or (the one array field of a multikey key, which varies along the keys) each element.
-    An array of one element reads as no array: harmless, its flags were set when filed."""
-    if len(held) == 1 or held[0][i] == held[1][i]:
-        return [held[0][i]], False
-    return [key[i] for key in held], True
-
-
-class Bucket(dict):
-    """The ids holding one key of an index, when more than one does (id -> None, in order)."""
-
-    __slots__ = ()
-
-
-_NONE = object()
-
-
-def _file(by_prefix, key, doc_id):
-    # One hash of the key when it is new (most keys of a long key: a tuple of ObjectIds,
-    # whose hash is Python code): setdefault, not get then set.
-    held = by_prefix.setdefault(key, doc_id)
-    if held is doc_id:
-        return  # filed now (or this very id was already: the same ids either way)
-    if type(held) is Bucket:
-        held[doc_id] = None
-    else:
-        by_prefix[key] = Bucket(((held, None), (doc_id, None)))
-
-
-def _unfile(by_prefix, key, doc_id):
-    # One hash of the key when it held this id alone: pop, put back what stays.
-    held = by_prefix.pop(key, _NONE)
-    if held is _NONE:
-        return
-    if type(held) is Bucket:
-        held.pop(doc_id, None)
-        if len(held) > 1:
-            by_prefix[key] = held
-        elif held:
-            by_prefix[key] = next(iter(held))
-    elif held != doc_id:
-        by_prefix[key] = held  # another document's
-
-
-class Holders:
-    """A prefix's map read as buckets: a lone id comes as a one-id tuple."""
-
-    __slots__ = ("by_prefix",)
-
-    def __init__(self, by_prefix):
-        self.by_prefix = by_prefix
-
-    def get(self, key, default=None):
-        held = self.by_prefix.get(key, _NONE)
-        if held is _NONE:
-            return default
-        return held if type(held) is Bucket else (held,)
-
-
-class TextIndex:
-    """A text index: each folded term -> the ids of the documents holding it (MongoDB's text
-    index keys, chatapp.mongo_text), so a `$text` query examines only the documents that
-    hold one of its terms. Never unique, never used for equalities."""
-
-    unique = False
-    usable = True
-    exact = True
-
-    def __init__(self, spec):
-        self.fields = tuple(embedded_text.text_fields(spec))
-        self.by_term = {}
-        self.keys = {}  # doc id -> (its text, its terms)
-
-    def covers(self, doc):
-        return True
-
-    def add(self, doc, place, found=None):
-        doc_id = id_of(doc)
-        text = " ".join(embedded_text.texts_of(doc, self.fields))
-        if doc_id in self.keys and self.keys[doc_id][0] == text:
-            return  # re-keyed after a write that left its text alone (a read marker...)
-        self.discard(doc_id)
-        held = embedded_text.terms_of(text)
-        for term in held:
-            self.by_term.setdefault(term, {})[doc_id] = None
-        self.keys[doc_id] = (text, held)
-
-    def discard(self, doc_id):
-        for term in self.keys.pop(doc_id, (None, ()))[1]:
-            holders = self.by_term.get(term)
-            if holders is not None:
-                holders.pop(doc_id, None)
-                if not holders:
-                    del self.by_term[term]
-
-    def lookup(self, allowed, equal, ranges):
-        return None  # a text index answers `$text` only (`holding`)
-
-    def in_order(self, allowed, equal, ranges, sort_fields):
-        return None
-
-    def holding(self, terms):
-        """The buckets of the documents holding any of `terms`."""
-        return [self.by_term[term] for term in terms if term in self.by_term]
-
-
-def make_index(spec):
-    return TextIndex(spec) if embedded_text.is_text(spec["key"]) else Index(spec)
-
-
-class Hashes:
-    """A collection's hashes, and each document's place in mongomock's own (natural) order,
-    so candidates are examined in the order a scan meets them (an update_many that stops
-    at a duplicate has changed the same documents)."""
-
-    def __init__(self, store, signature):
-        self.signature = signature
-        self.indexes = [make_index(spec) for name, spec in store.indexes.items()
-                        if name != "_id_"]
-        self.places = {}
-        self.next_place = itertools.count()
-        for doc in list(store._documents.values()):
-            place = self.places[id_of(doc)] = next(self.next_place)
-            for index in self.indexes:
-                index.add(doc, place)
-
-    def add(self, store, doc, found=None):
-        """`doc` was inserted or changed (mongomock re-checks its unique indexes then).
-        `found`: index -> what its unique check computed of `doc` (Index.add)."""
-        doc_id = id_of(doc)
-        if doc_id not in self.places or next(reversed(store._documents)) == doc_id:
-            self.places[doc_id] = next(self.next_place)  # new (or re-inserted): last
-        place = self.places[doc_id]
-        found = found or {}
-        for index in self.indexes:
-            index.add(doc, place, found.get(index))
-        embedded_ttl.written(store, doc)
-
-    def forget(self, doc_ids):
-        for doc_id in doc_ids:
-            self.places.pop(doc_id, None)
-            for index in self.indexes:
-                index.discard(doc_id)
-
-
-def hashes(store):
-    """The hashes of `store` (a mongomock CollectionStore), rebuilt when its indexes change."""
-    signature = (id(store._documents),  # a new dict: the collection was dropped
-                 *((name, id(spec)) for name, spec in store.indexes.items()))
-    current = getattr(store, "_chatapp_hashes", None)
-    if current is None or current.signature != signature:
-        current = store._chatapp_hashes = Hashes(store, signature)
-    return current
-
-
-def live(store, buckets):
-    """The stored documents whose ids the buckets hold, each once, in natural order
-    (forgetting the ids of documents mongomock deleted without telling)."""
-    store._remove_expired_documents()
-    documents = store._documents
-    collection_hashes = hashes(store)
-    ids = dict.fromkeys(itertools.chain.from_iterable(buckets))
-    gone = [i for i in ids if i not in documents]
-    if gone:
-        collection_hashes.forget(gone)
-    places = collection_hashes.places
-    return [documents[i] for i in sorted((i for i in ids if i in documents),
-                                         key=lambda i: places.get(i, -1))]
-
-

@@ -49,7 +49,7 @@ class Order:
 
     def add(self, doc_id, place, firsts, trailing):
         """File a document under each of its first-field values; False: cannot be kept.
-        `trailing`: (values, from an array) of each other field (embedded_index.values_of)."""
+        `trailing`: (values, from an array) of each other field (embedded_keys.values_of)."""
         if any(from_array for _, from_array in trailing):
             return False
         entry = (tuple(order_key(values[0]) for values, _ in trailing), place, doc_id)
@@ -174,7 +174,7 @@ class Span:
         return (entries[i] for i in range(self.hi - 1, self.lo - 1, -1))
 
     def ids(self):
-        """The ids of its documents, as a bucket (`chatapp.embedded_index.live` reads it)."""
+        """The ids of its documents, as a bucket (`chatapp.embedded_hashes.live` reads it)."""
         return IdSpan(self)
 
 

@@ -1,4 +1,4 @@
-"""Which stored documents a query may match, read from the hashes (chatapp/embedded_index.py):
+"""Which stored documents a query may match, read from the hashes (chatapp/embedded_hashes.py):
 the planner of chatapp.embedded.
 
 `plan` gives id buckets holding every document a filter may match: equalities (`v`, `$eq`,
@@ -14,7 +14,8 @@ import heapq
 
 from mongomock import filtering
 
-from chatapp.embedded_index import hashes, keyable
+from chatapp.embedded_hashes import hashes
+from chatapp.embedded_keys import keyable
 
 RANGES = ("$gt", "$gte", "$lt", "$lte")
 SMALL = 64  # candidates few enough to sort: reading an index's order gains nothing then

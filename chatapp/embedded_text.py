@@ -2,7 +2,7 @@
 
 A `$text` query is answered with MongoDB's own rules (chatapp/mongo_text.py) over the
 documents a text index holds one of the query's terms for (`TextIndex` in
-chatapp/embedded_index.py, as MongoDB's text index selects them) or the narrower candidates
+chatapp/embedded_hashes.py, as MongoDB's text index selects them) or the narrower candidates
 of the rest of the query. Only the text index chatapp declares is reproduced: language
 "none" (no stemming, no stop words), case- and diacritic-insensitive; anything else raises
 NotImplementedError rather than answer differently from MongoDB.

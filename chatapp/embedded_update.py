@@ -31,7 +31,9 @@ from pymongo import ReturnDocument
 
 from chatapp import embedded_answer, embedded_insert, embedded_ttl
 from chatapp.embedded_answer import nested
-from chatapp.embedded_index import Index, hashes, id_of
+from chatapp.embedded_hashes import hashes
+from chatapp.embedded_index import Index
+from chatapp.embedded_keys import id_of
 
 OPERATORS = ("$inc", "$set", "$max")
 SCALARS = (str, int, float, bool, ObjectId, datetime.datetime, type(None))

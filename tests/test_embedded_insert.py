@@ -17,7 +17,7 @@ import pytest
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
-from chatapp import embedded, embedded_index, embedded_order
+from chatapp import embedded, embedded_hashes, embedded_index, embedded_keys, embedded_order
 from tests.embedded_reference import plain_mongomock
 
 pytestmark = pytest.mark.skip_with_test_mongo_uri(
@@ -98,8 +98,8 @@ def kept(index, documents):
             by_prefix = {}
             for doc_id, held in index.keys.items():
                 for key in [held] if isinstance(held, tuple) else held:
-                    embedded_index._file(by_prefix, key[:n], doc_id)
-        held = {key: sorted(str(i) for i in (ids if type(ids) is embedded_index.Bucket
+                    embedded_keys.file_key(by_prefix, key[:n], doc_id)
+        held = {key: sorted(str(i) for i in (ids if type(ids) is embedded_keys.Bucket
                                              else [ids]) if i in documents)
                 for key, ids in by_prefix.items()}
         prefixes.append({key: ids for key, ids in held.items() if ids})
@@ -114,8 +114,8 @@ def assert_hashes_as_rebuilt(c):
     """What the writes left in the hashes is what building them from the stored documents
     gives (each index's flags aside, which only ever turn off)."""
     store = c._store
-    current = embedded_index.hashes(store)
-    fresh = embedded_index.Hashes(store, current.signature)
+    current = embedded_hashes.hashes(store)
+    fresh = embedded_hashes.Hashes(store, current.signature)
     for now, new in zip(current.indexes, fresh.indexes):
         if type(now) is not embedded_index.Index or not now.usable:
             continue
@@ -287,9 +287,9 @@ def test_a_longer_prefix_is_kept_only_once_a_lookup_binds_it():
     for doc_id in range(1, 7):
         both.run(lambda c: c.insert_one({"_id": doc_id, "member_ids": USERS[doc_id % 3:],
                                          "last_at": T0, "seq": 0}).inserted_id)
-    index = next(i for i in embedded_index.hashes(both.hashed._store).indexes
+    index = next(i for i in embedded_hashes.hashes(both.hashed._store).indexes
                  if i.fields == ("member_ids", "last_at", "_id"))
-    unique = next(i for i in embedded_index.hashes(both.hashed._store).indexes
+    unique = next(i for i in embedded_hashes.hashes(both.hashed._store).indexes
                   if i.fields == ("conv", "seq"))
     assert unique.prefixes[1] is not None  # a unique index's whole key: its duplicate check
 
@@ -334,8 +334,8 @@ def test_an_order_entry_goes_last_only_when_it_sorts_last():
     None, "s", 0, 1, 2 ** 40, 1.5, float("nan"), True, False, T0, ObjectId(), b"b", ["s"], [],
     [1, "s"], [1, 1.0, "s", 1], [T0, None], [True, 1], {"a": 1}, [[1]], [{"a": 1}]])
 def test_plain_values_are_keyed_as_the_general_path_keys_them(value):
-    general = embedded_index.values_of({"f": {"f": value}}, "f.f")  # through a sub-document
-    assert embedded_index.values_of({"f": value}, "f") == general
+    general = embedded_keys.values_of({"f": {"f": value}}, "f.f")  # through a sub-document
+    assert embedded_keys.values_of({"f": value}, "f") == general
     for type_name in ("string", "int", "long", "number", "bool", "date", "array", "objectId"):
         partial = {"f": {"$type": type_name}}
         index = embedded_index.Index({"key": [("f", 1)], "partialFilterExpression": partial})
