@@ -5,8 +5,11 @@ A top-level equality to an ObjectId or a string (`{"_id": id}`, `{"member_ids": 
 `{"conv": id}`) holds when the document's field is that value, or an array holding it:
 what mongomock (and MongoDB) answer then. mongomock reaches that answer through its general
 path, which for a 100-member group's `member_ids` compared every element in Python (~0.1 ms
-per send). Anything else (operators, dotted paths, `$or`, other types, a field that does not
-hold the value) is left to mongomock: only what this module can prove true is skipped.
+per send). `{"f.N": {"$exists": bool}}` (N an array index: every send's "no block",
+`blockers.0`) is decided when `f` is missing or an empty array (nothing there) or an array
+longer than N (its element N is there). Anything else (other operators, other dotted paths,
+`$or`, other types, a field that does not hold the value, a shorter array, whose
+sub-documents may hold a field "N") is left to mongomock: only what it can prove is skipped.
 """
 from bson import ObjectId
 from mongomock import filtering
@@ -19,14 +22,18 @@ def matcher(filter):
     """A test of documents equivalent to `filtering.filter_applies(filter, doc)`."""
     if not isinstance(filter, dict):
         return lambda doc: filtering.filter_applies(filter, doc)
-    plain, rest = [], {}
+    plain, exists, rest = [], [], {}
     for field, condition in filter.items():
-        if type(condition) in PLAIN and type(field) is str and field[:1] != "$" \
-                and "." not in field:
+        if type(field) is not str or field[:1] == "$":
+            rest[field] = condition
+        elif type(condition) in PLAIN and "." not in field:
             plain.append((field, condition))
+        elif _element_exists(field, condition):
+            top, index = field.split(".")
+            exists.append((top, int(index), condition["$exists"]))
         else:
             rest[field] = condition
-    if not plain:
+    if not plain and not exists:
         return lambda doc: filtering.filter_applies(filter, doc)
 
     def applies(doc):
@@ -39,6 +46,30 @@ def matcher(filter):
             if type(held) is list and value in held:
                 continue  # an element equal to it (only an ObjectId equals an ObjectId)
             return filtering.filter_applies(filter, doc)  # undecided: mongomock's answer
+        for field, index, wanted in exists:
+            held = doc.get(field, _MISSING)
+            if held is _MISSING:
+                there = False
+            elif type(held) is list:
+                if len(held) > index:
+                    there = True
+                elif not held:  # no element, no sub-document
+                    there = False
+                else:
+                    return filtering.filter_applies(filter, doc)  # undecided
+            else:
+                return filtering.filter_applies(filter, doc)  # undecided: mongomock's answer
+            if there is not wanted:
+                return False
         return not rest or filtering.filter_applies(rest, doc)
 
     return applies
+
+
+def _element_exists(field, condition):
+    """Whether `field: condition` is `{"f.N": {"$exists": True or False}}`, N an index."""
+    if type(condition) is not dict or len(condition) != 1 \
+            or type(condition.get("$exists")) is not bool or field.count(".") != 1:
+        return False
+    top, index = field.split(".")
+    return bool(top) and index.isdigit() and index.isascii() and index == str(int(index))
