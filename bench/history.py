@@ -10,6 +10,11 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 SECRET = "bench-secret-key-that-is-long-enough-0123456789abcdef"
+# Rate limits stay on, as in production (every send, login and connection is counted), with
+# budgets no scenario reaches: its users send, log in and connect far above a person's rate.
+LIMITS = {name: "1000000 per minute" for name in (
+    "RATELIMIT_REGISTER", "RATELIMIT_LOGIN", "RATELIMIT_ACCOUNT", "RATELIMIT_SEND",
+    "RATELIMIT_GROUPS", "RATELIMIT_CONNECT", "RATELIMIT_UPLOADS")}
 PASSWORD = "bench-password-0123"
 # What MongoDB uses for each timed query (declared in the ensure_indexes of
 # chatapp/chat/store.py and chatapp/conversations/store.py).
@@ -18,7 +23,7 @@ EXPECTED_INDEXES = {"page": "history", "conversations": "by_member_activity",
 
 
 def in_process_app(prefix, **overrides):
-    """The app in the runner's process (threading mode, bcrypt at 4, no limits), on a
+    """The app in the runner's process (threading mode, bcrypt at 4, LIMITS), on a
     database of its own that the scenario drops at the end: the in-process scenarios
     (history, flat costs, search, rich page) seed it through the services and time REST
     calls through its test client. Returns (app, database name)."""
@@ -31,9 +36,9 @@ def in_process_app(prefix, **overrides):
     db_name = f"chatapp_{prefix}_{int(time.time())}"
     url = _own_database(os.environ.get("MONGO_DB_URL") or os.environ.get("MONGO_URI"), db_name)
     app = create_app(DevelopmentConfig, JWT_SECRET_KEY=SECRET, BCRYPT_ROUNDS=4,
-                     RATELIMIT_ENABLED=False, ASYNC_MODE="threading", LOG_LEVEL="WARNING",
+                     RATELIMIT_ENABLED=True, ASYNC_MODE="threading", LOG_LEVEL="WARNING",
                      SOCKETIO_MESSAGE_QUEUE=None, MONGO_DB_NAME=db_name, MONGO_URI=url,
-                     **overrides)
+                     **{**LIMITS, **overrides})
     return app, db_name
 
 

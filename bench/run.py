@@ -61,7 +61,7 @@ PROFILES = {
         "tail_seed": 300, "tail_rate": 50, "tail_variants": ["default", "freeze", "fresh"],
     },
 }
-SECRET = "bench-secret-key-that-is-long-enough-0123456789abcdef"
+from bench.history import LIMITS, SECRET  # noqa: E402
 
 
 def free_port():
@@ -94,7 +94,7 @@ class Server:
                     "PYTHONUNBUFFERED": "1", "MAX_CONNECTIONS": "20000", **(env or {})}
         if kind == "chatapp":
             self.env.update({"CHATAPP_ENV": "production", "secretKey": SECRET,
-                             "RATELIMIT_ENABLED": "false", "LOG_LEVEL": "WARNING",
+                             "RATELIMIT_ENABLED": "true", **LIMITS, "LOG_LEVEL": "WARNING",
                              "ASYNC_MODE": "eventlet"})
             self.env.setdefault("BCRYPT_ROUNDS", "4")
             script = [str(ROOT / "wsgi.py")]
