@@ -24,6 +24,7 @@ from flask_limiter.util import get_remote_address
 from limits import parse_many
 
 from chatapp import metrics
+from chatapp import rate_storage  # noqa: F401 - memory:// is its storage from now on (see there)
 from chatapp.errors import RateLimited
 from chatapp.users.emails import lookup_forms
 from chatapp.extensions import limiter

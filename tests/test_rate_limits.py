@@ -1,10 +1,12 @@
 """Rate limits: register/login per address and per account, sends per user on both transports."""
+import threading
 import time
 
 import pytest
+from limits.storage import storage_from_string
 
-from chatapp import create_app
-from chatapp.extensions import socketio
+from chatapp import create_app, rate_storage
+from chatapp.extensions import limiter, socketio
 from config import ConfigError, TestingConfig
 
 PASSWORD = "correct horse battery"
@@ -263,3 +265,46 @@ def test_behind_a_trusted_proxy_the_forwarded_client_address_is_limited(make_app
 def test_a_malformed_limit_setting_stops_start_up(name):
     with pytest.raises(ConfigError, match=name):
         create_app(TestingConfig, **{name: "lots"})
+
+
+def test_memory_counters_start_no_thread_and_windows_still_end(make_app, monkeypatch):
+    """memory:// (chatapp/rate_storage.py): counting starts no timer thread (limits' own
+    storage started one every 10 ms of traffic: a green thread each under eventlet); a
+    window still ends, and the budget comes back."""
+    app = make_app(RATELIMIT_SEND="3 per second")
+    assert type(limiter.storage) is rate_storage.LoopMemoryStorage
+    started = []
+
+    class CountedTimer(threading.Timer):
+        def start(self):
+            started.append(self)
+            super().start()
+
+    monkeypatch.setattr(threading, "Timer", CountedTimer)
+    client = app.test_client()
+    alice, bob = account(client, "olga1"), account(client, "pete1")
+    sock = socketio.test_client(app, auth={"token": alice["token"]}, flask_test_client=client)
+    try:
+        # The window opens at the first count and lasts a second: four sends take milliseconds.
+        assert [socket_send(sock, bob)["ok"] for _ in range(4)] == [True, True, True, False]
+        time.sleep(1.05)
+        assert socket_send(sock, bob)["ok"] is True
+        assert send(client, alice, bob).status_code == 201
+        assert started == []
+    finally:
+        sock.disconnect()
+
+
+def test_memory_counters_of_users_gone_are_swept(monkeypatch):
+    """An expired counter nobody reads again is dropped by the next count's sweep, at most
+    once per SWEEP_SECONDS."""
+    storage = storage_from_string("memory://")
+    assert type(storage) is rate_storage.LoopMemoryStorage
+    storage.incr("gone", 0.05)
+    time.sleep(0.1)
+    storage.incr("here", 60)
+    assert "gone" in storage.storage  # within the sweep interval: kept (never counted again)
+    monkeypatch.setattr(rate_storage, "SWEEP_SECONDS", 0.0)
+    storage.incr("here", 60)
+    assert "gone" not in storage.storage and "gone" not in storage.expirations
+    assert storage.get("here") == 2
