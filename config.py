@@ -77,6 +77,10 @@ class Config:
     # its feed record and index entries): at this many, new messages are refused (503
     # `unavailable`) rather than let a long demo eat the machine. 0: no cap. MongoDB ignores it.
     EMBEDDED_MAX_MESSAGES = env_int("EMBEDDED_MAX_MESSAGES", 250_000)
+    # Every this many new documents the embedded store collects what came since the last time,
+    # then moves everything alive out of the collector's walk (gc.freeze), so its pauses stay
+    # a few milliseconds instead of growing with the store (chatapp/embedded_heap.py). 0: off.
+    EMBEDDED_FREEZE_EVERY = env_int("EMBEDDED_FREEZE_EVERY", 1000)
 
     # Tokens (flask-jwt-extended). One pinned algorithm.
     JWT_SECRET_KEY = env("secretKey", "JWT_SECRET_KEY", "SECRET_KEY")
@@ -235,6 +239,9 @@ class TestingConfig(Config):
     PRESENCE_HEARTBEAT_SECONDS = 0  # tests call chatapp.chat.heartbeat.beat/sweep themselves
     PRESENCE_DAMPING_SECONDS = 0  # announced at once; the damping has tests of its own
     ATTACHMENT_SWEEP_SECONDS = 0  # tests call chatapp.attachments.orphans.sweep_orphans
+    # Many apps share the test process: a freeze would keep each test's app for good. The
+    # policy has tests of its own (tests/test_embedded_heap.py); live servers run it.
+    EMBEDDED_FREEZE_EVERY = 0
 
 
 class ProductionConfig(Config):

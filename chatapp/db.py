@@ -40,9 +40,10 @@ class Mongo:
         else:
             import mongomock
 
-            from chatapp import embedded
+            from chatapp import embedded, embedded_heap
 
             embedded.install()  # hashed indexes: mongomock alone scans on every query
+            embedded_heap.configure(app.config["EMBEDDED_FREEZE_EVERY"])
             self.client = mongomock.MongoClient(tz_aware=True)
             self.embedded = True
             name = app.config["MONGO_DB_NAME"]

@@ -24,6 +24,8 @@ document at every access (chatapp/embedded_ttl.py). An update that only `$inc`s,
 `$max`es scalars writes the stored document in place and re-keys the indexes it touched,
 where mongomock deep-copied the whole document first (chatapp/embedded_update.py). An insert of
 a plain document is copied and filed in one walk (chatapp/embedded_insert.py).
+Every EMBEDDED_FREEZE_EVERY new documents the stored data leaves the cyclic collector's walk
+(chatapp/embedded_heap.py), so its pauses do not grow with the store.
 
 `$text` (which mongomock lacks) is answered with MongoDB's own rules (chatapp/embedded_text.py,
 chatapp/mongo_text.py), over the documents holding one of its terms (a text index's hash, as

@@ -4,7 +4,7 @@ index is `TextIndex` here: each document's folded terms, for `$text` (chatapp/em
 """
 import itertools
 
-from chatapp import embedded_text, embedded_ttl
+from chatapp import embedded_heap, embedded_text, embedded_ttl
 from chatapp.embedded_index import Index
 from chatapp.embedded_keys import id_of
 
@@ -80,13 +80,16 @@ class Hashes:
         """`doc` was inserted or changed (mongomock re-checks its unique indexes then).
         `found`: index -> what its unique check computed of `doc` (Index.add)."""
         doc_id = id_of(doc)
-        if doc_id not in self.places or next(reversed(store._documents)) == doc_id:
+        new = doc_id not in self.places
+        if new or next(reversed(store._documents)) == doc_id:
             self.places[doc_id] = next(self.next_place)  # new (or re-inserted): last
         place = self.places[doc_id]
         found = found or {}
         for index in self.indexes:
             index.add(doc, place, found.get(index))
         embedded_ttl.written(store, doc)
+        if new:
+            embedded_heap.stored()  # its pauses do not grow with the store
 
     def forget(self, doc_ids):
         for doc_id in doc_ids:
