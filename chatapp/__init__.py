@@ -50,7 +50,7 @@ def register_observability(app):
 
 
 def register_extensions(app):
-    from chatapp import cors, handshakes, limits, proxy, queue_health
+    from chatapp import cors, handshakes, limits, proxy, queue_health, socket_context
     from chatapp.extensions import api, jwt, mongo, socketio
     from chatapp.packets import TextPacket, close_on_malformed_packets
 
@@ -82,6 +82,7 @@ def register_extensions(app):
     # manager bound to this server must not be reused by the next.
     socketio.server_options.pop("client_manager", None)
     close_on_malformed_packets(socketio.server)
+    socket_context.init_app(app, socketio.sockio_mw)  # events' contexts freed when they end
     handshakes.init_app(app, socketio.server)  # unauthenticated connections: time and number
     proxy.trust_proxies(app)  # outermost, so Socket.IO sees the corrected environ too
 

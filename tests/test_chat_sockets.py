@@ -633,3 +633,29 @@ def test_flood_of_malformed_events_then_a_valid_message(socket_client, client, p
     assert ack["ok"] is True
     assert received(b1) == [("chat message", ack["message"])]
     assert history(client, bob, alice, bob).get_json() == [ack["message"]]
+
+
+def test_an_events_request_context_is_freed_when_the_event_ends(auth, socket_client):
+    """Every event runs in a request context (Flask-SocketIO): nothing cyclic keeps it for
+    the collector once the event is handled (chatapp/socket_context.py). (An event answered
+    with an error still leaves one: Flask-SocketIO keeps the traceback in a local of the
+    frame it points to.)"""
+    import gc
+
+    from flask.ctx import RequestContext
+
+    alice, bob = auth.user(), auth.user()
+    sc = socket_client(alice)
+    assert sc.emit("chat message", {"receiver": bob.id, "content": "first"}, callback=True)["ok"]
+    gc.collect()
+    gc.disable()  # what only the collector would free stays visible
+    try:
+        before = sum(type(o) is RequestContext for o in gc.get_objects())
+        for n in range(20):
+            ack = sc.emit("chat message", {"receiver": bob.id, "content": f"m{n}"}, callback=True)
+            assert ack["ok"], ack
+            assert sc.emit("typing", {"receiver": bob.id, "typing": True}, callback=True)["ok"]
+        left = sum(type(o) is RequestContext for o in gc.get_objects())
+    finally:
+        gc.enable()
+    assert left <= before
