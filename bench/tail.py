@@ -22,6 +22,9 @@ additions before it serves:
 the seed: the stored messages leave the collector's sight, as a server could do after
 loading or periodically), printed side by side in the same run; the runner's `fresh`
 variant is `default` with nothing seeded (what the store's size adds, in the same run).
+The store itself freezes what it holds every `EMBEDDED_FREEZE_EVERY` new documents
+(chatapp/embedded_heap.py), the seed's included, so `freeze` now adds one freeze after the
+seed to what `default` does.
 """
 import atexit
 import gc
