@@ -3,7 +3,8 @@ is freed the moment the event ends.
 
 Flask-SocketIO runs every event handler inside a request context built from its connection's
 handshake (path `/socket.io/`). Pushing one matches that path against the URL map: with no
-rule for it the match raised NotFound, which Flask keeps on the request with its traceback,
+rule for it the match raised NotFound (WebsocketMismatch for a WebSocket handshake), which
+Flask keeps on the request with its traceback,
 whose frames hold the context: a reference cycle that kept the whole context (~40 objects:
 request, headers, app context, the limiter's) alive until the cyclic collector found it,
 after every event. More collections, more of each walked; and the events in flight when the
@@ -19,8 +20,12 @@ from flask import abort
 
 def init_app(app, middleware):
     path = middleware.engineio_path.strip("/")
-    app.add_url_rule(f"/{path}/", endpoint="socketio_path", view_func=_not_here,
-                     strict_slashes=False)
+    # Two rules: a WebSocket handshake's environ (Upgrade: websocket) matches only a rule
+    # marked `websocket` (werkzeug raises WebsocketMismatch on the other), a long-polling
+    # one only the other.
+    for websocket in (False, True):
+        app.add_url_rule(f"/{path}/", endpoint="socketio_path", view_func=_not_here,
+                         strict_slashes=False, websocket=websocket)
 
 
 def _not_here():

@@ -635,17 +635,19 @@ def test_flood_of_malformed_events_then_a_valid_message(socket_client, client, p
     assert history(client, bob, alice, bob).get_json() == [ack["message"]]
 
 
-def test_an_events_request_context_is_freed_when_the_event_ends(auth, socket_client):
-    """Every event runs in a request context (Flask-SocketIO): nothing cyclic keeps it for
-    the collector once the event is handled (chatapp/socket_context.py). (An event answered
-    with an error still leaves one: Flask-SocketIO keeps the traceback in a local of the
-    frame it points to.)"""
+@pytest.mark.parametrize("handshake", [{}, {"Upgrade": "websocket", "Connection": "Upgrade"}],
+                         ids=["long-polling", "websocket"])
+def test_an_events_request_context_is_freed_when_the_event_ends(auth, socket_client, handshake):
+    """Every event runs in a request context made from its connection's handshake
+    (Flask-SocketIO): nothing cyclic keeps it for the collector once the event is handled
+    (chatapp/socket_context.py). (An event answered with an error still leaves one:
+    Flask-SocketIO keeps the traceback in a local of the frame it points to.)"""
     import gc
 
     from flask.ctx import RequestContext
 
     alice, bob = auth.user(), auth.user()
-    sc = socket_client(alice)
+    sc = socket_client(auth={"token": alice.token}, headers=handshake)
     assert sc.emit("chat message", {"receiver": bob.id, "content": "first"}, callback=True)["ok"]
     gc.collect()
     gc.disable()  # what only the collector would free stays visible
