@@ -55,6 +55,17 @@ class HttpProtocol(eventlet.wsgi.HttpProtocol):
         finally:
             self._deadline.cancel()
 
+    def finish(self):
+        """The connection is over: let go of its last request's environ. eventlet puts a
+        closure over this protocol in it (`eventlet.set_idle`), a reference cycle per
+        connection that only the cyclic collector would free; and a connection open when
+        the embedded store freezes the heap (chatapp/embedded_heap.py) would be kept for
+        good, its buffers with it."""
+        try:
+            super().finish()
+        finally:
+            self.__dict__.pop("environ", None)
+
     def get_environ(self):
         """Called once the headers are in, before the app runs: the deadline is met."""
         self._deadline.cancel()
