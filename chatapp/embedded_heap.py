@@ -12,10 +12,13 @@ since the last time: a pause of a few milliseconds, bounded by the setting, not 
 store) and then freezes everything alive (`gc.freeze()`): the stored documents, and the
 index entries filed for them, leave the collector's walk for good. Reference counting still
 frees a frozen object the moment nothing holds it (a document mongomock drops, a counter
-replaced), so the store's memory is what it was; what a freeze keeps for good is a reference
-cycle that was alive at that instant and dies later (a request in flight: ~80 objects a
-freeze in the login storm), at most one freeze per `EMBEDDED_FREEZE_EVERY` stored documents,
-so bounded by the store's own cap (EMBEDDED_MAX_MESSAGES).
+replaced), so the store's memory is what it was. What a freeze would keep for good is a
+reference cycle alive at that instant that dies later: socket events' request contexts and
+`python wsgi.py`'s connections were such cycles, and no longer are (chatapp/socket_context.py,
+chatapp/eventlet_http.py); after a whole login storm (~9 freezes) the frozen heap holds no
+more unreachable objects than start-up's own freeze leaves (20). Any other such cycle is kept
+at most once per freeze, one freeze per `EMBEDDED_FREEZE_EVERY` stored documents: bounded by
+the store's own cap (EMBEDDED_MAX_MESSAGES).
 
 MongoDB (MONGO_DB_URL) keeps nothing in the heap: off there. 0 turns it off.
 """
